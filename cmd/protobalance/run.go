@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/protobalance/protobalance/internal/config"
+	"github.com/protobalance/protobalance/internal/proxy"
+	"github.com/protobalance/protobalance/internal/relay"
+)
+
+func cmdRun(args []string, stderr io.Writer) error {
+	fs := newFlags("run", stderr)
+	file := fs.String("c", "", "config `FILE` (required)")
+	level := fs.String("log-level", "info", "debug | info | warn | error (debug logs one line per connection)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *file == "" {
+		fmt.Fprintln(stderr, "run: -c FILE is required")
+		fs.Usage()
+		return errUsage
+	}
+	log, err := newLogger(stderr, *level)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		return err
+	}
+	return serve(cfg, log, nil)
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("check", stderr)
+	file := fs.String("c", "", "config `FILE` (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *file == "" {
+		fmt.Fprintln(stderr, "check: -c FILE is required")
+		fs.Usage()
+		return errUsage
+	}
+	cfg, err := config.Load(*file)
+	if err != nil {
+		// The error already reads FILE:LINE: message; print it bare.
+		fmt.Fprintln(stderr, err)
+		return errReported
+	}
+	if _, err := proxy.New(cfg, proxy.Options{Relay: relay.NewGoroutine()}); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", *file, err)
+		return errReported
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d clusters)\n", *file, len(cfg.Listeners), len(cfg.Clusters))
+	return nil
+}
+
+// errReported is an exit-1 error whose message has already been printed.
+var errReported = reportedError{}
+
+type reportedError struct{}
+
+func (reportedError) Error() string { return "" }
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// serve runs cfg until SIGINT or SIGTERM, then shuts down gracefully within
+// shutdown_timeout. ready, when set, is called once the listeners are open.
+func serve(cfg *config.Config, log *slog.Logger, ready func(*proxy.Server)) error {
+	maxConns, how := effectiveMaxConns(cfg.Global.MaxConns)
+	srv, err := proxy.New(cfg, proxy.Options{Log: log, Relay: relay.NewGoroutine(), MaxConns: maxConns})
+	if err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	for _, l := range srv.Listeners() {
+		log.Info("listening", "listener", l.Name(), "addrs", fmt.Sprint(l.Addrs()), "cluster", l.Cluster().Name)
+	}
+	log.Info("started", "version", version, "max_conns", maxConns, "max_conns_from", how, "pid", os.Getpid())
+	if ready != nil {
+		ready(srv)
+	}
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			// Reloading on the fly comes with the management issue; until
+			// then SIGHUP must not kill the process (its default action).
+			log.Warn("SIGHUP: configuration reload is not implemented yet; config unchanged")
+			continue
+		}
+		log.Info("shutting down", "signal", sig.String(), "grace", cfg.Global.ShutdownTimeout)
+		break
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Global.ShutdownTimeout)
+	defer cancel()
+	start := time.Now()
+	srv.Shutdown(ctx)
+	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// fdReserve is kept free of proxied connections for listeners, the admin
+// server, the store, logs and health checks.
+const fdReserve = 100
+
+// effectiveMaxConns resolves [global] max_conns: 0 means as many as the
+// descriptor limit allows, each proxied connection holding two descriptors.
+func effectiveMaxConns(configured int) (int, string) {
+	if configured > 0 {
+		return configured, "config"
+	}
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 {
+		return 0, "unknown descriptor limit: no cap"
+	}
+	limit := min(rl.Cur, 1<<24) // RLIM_INFINITY would overflow
+	n := (int64(limit) - fdReserve) / 2
+	if n < 1 {
+		n = 1
+	}
+	return int(n), fmt.Sprintf("descriptor limit %d: (limit - %d) / 2", rl.Cur, fdReserve)
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var listenRE = regexp.MustCompile(`listening listener=(\S+) addrs="?\[([^\]\s]+)\]`)
+
+// runBalancer starts `protobalance run` on cfg and returns it with the
+// address of its first listener.
+func runBalancer(t *testing.T, cfg string, args ...string) (*proc, string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "pb.toml")
+	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, exec.Command(binary(t), append([]string{"run", "-c", file}, args...)...))
+	p.waitStderr(t, "msg=started")
+	m := listenRE.FindStringSubmatch(p.stderr())
+	if m == nil {
+		t.Fatalf("no listening line in:\n%s", p.stderr())
+	}
+	return p, m[2]
+}
+
+func echoNodeProcess(t *testing.T) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PB_E2E_ROLE=echo")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close() })
+	p := start(t, cmd)
+	return p.waitLine(t, "127.0.5.2:")
+}
+
+func forwardConfig(node string) string {
+	return fmt.Sprintf(`
+[admin]
+listen = ""
+[[listener]]
+name = "e2e"
+bind = "127.0.5.1:0"
+cluster = "c"
+[[cluster]]
+name = "c"
+[[cluster.node]]
+name = "n1"
+address = %q
+`, node)
+}
+
+// 9,900 concurrent proxied connections, each passing data after all are
+// open, with clients, balancer and node in three processes (each process
+// has its own 20,000-descriptor limit; the balancer needs two per
+// connection).
+func TestManyConcurrentConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping 9,900 connections")
+	}
+	const n = 9900
+	var rl syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); rl.Cur < n+200 {
+		t.Fatalf("descriptor limit %d is too low for %d connections (want ulimit -n 20000)", rl.Cur, n)
+	}
+	_, addr := runBalancer(t, forwardConfig(echoNodeProcess(t)))
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	d := net.Dialer{Timeout: 30 * time.Second}
+	buf := make([]byte, 8)
+	for i := range n {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	// Every connection is open at once; now each must carry data both ways.
+	for round := range 2 {
+		for i, c := range conns {
+			msg := fmt.Sprintf("%04d%04d", round, i%10000)
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			if _, err := io.WriteString(c, msg); err != nil {
+				t.Fatalf("round %d conn %d write: %v", round, i, err)
+			}
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+				t.Fatalf("round %d conn %d: read %q, %v", round, i, buf, err)
+			}
+		}
+	}
+}
+
+// SIGTERM: stop accepting, let open connections finish, then exit 0.
+func TestGracefulShutdown(t *testing.T) {
+	p, addr := runBalancer(t, forwardConfig(echoNodeProcess(t)))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	io.WriteString(c, "before\n")
+	if l, err := r.ReadString('\n'); err != nil || l != "before\n" {
+		t.Fatalf("got %q, %v", l, err)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.waitStderr(t, "shutting down")
+	// The open connection still works during the grace period...
+	io.WriteString(c, "during\n")
+	if l, err := r.ReadString('\n'); err != nil || l != "during\n" {
+		t.Fatalf("during shutdown: got %q, %v", l, err)
+	}
+	// ...and new connections are refused, the listener being closed.
+	if c2, err := net.DialTimeout("tcp", addr, 5*time.Second); err == nil {
+		c2.Close()
+		t.Fatal("a new connection was accepted after SIGTERM")
+	}
+	c.Close() // the last connection ends: the process exits on its own
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, p.stderr())
+	}
+}
+
+// check: 0 for a valid file, 1 with FILE:LINE for an invalid one.
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(good, []byte(forwardConfig("127.0.5.2:9")), 0o644)
+	os.WriteFile(bad, []byte(strings.Replace(forwardConfig("127.0.5.2:9"), `name = "n1"`, "name = \"n1\"\nweight = -1", 1)), 0o644)
+	out, err := exec.Command(binary(t), "check", "-c", good).CombinedOutput()
+	if err != nil {
+		t.Fatalf("check good: %v\n%s", err, out)
+	}
+	out, err = exec.Command(binary(t), "check", "-c", bad).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("check bad: %v, want exit 1\n%s", err, out)
+	}
+	if want := bad + ":12:"; !strings.Contains(string(out), want) || !strings.Contains(string(out), "weight") {
+		t.Fatalf("check bad said %q, want %q and the key", out, want)
+	}
+	for _, ex := range []string{"../../examples/protobalance.toml", "../../examples/minimal.toml"} {
+		if out, err := exec.Command(binary(t), "check", "-c", ex).CombinedOutput(); err != nil {
+			t.Errorf("check %s: %v\n%s", ex, err, out)
+		}
+	}
+}

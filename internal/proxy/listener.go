@@ -1,0 +1,171 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/protobalance/protobalance/internal/cluster"
+	"github.com/protobalance/protobalance/internal/config"
+	"github.com/protobalance/protobalance/internal/stats"
+)
+
+// Listener accepts clients on one address or port range and sends them to
+// its cluster, which can be switched at run time.
+type Listener struct {
+	s       *Server
+	cfg     config.Listener
+	cluster atomic.Pointer[cluster.Cluster]
+	cap     *gate // the listener's own max_conns; nil = none
+	Stats   stats.Listener
+
+	socks []*net.TCPListener
+	stop  chan struct{} // closed when the listener stops accepting
+
+	mu       sync.Mutex // guards sessions
+	sessions map[*session]struct{}
+}
+
+func newListener(s *Server, cfg *config.Listener, c *cluster.Cluster) *Listener {
+	l := &Listener{s: s, cfg: *cfg, stop: make(chan struct{}), sessions: make(map[*session]struct{})}
+	l.cluster.Store(c)
+	if cfg.MaxConns > 0 {
+		l.cap = newGate(cfg.MaxConns)
+	}
+	return l
+}
+
+// Name is the listener's configured name.
+func (l *Listener) Name() string { return l.cfg.Name }
+
+// Cluster is the cluster new connections go to.
+func (l *Listener) Cluster() *cluster.Cluster { return l.cluster.Load() }
+
+// SetCluster points new connections at c; open ones stay where they are.
+func (l *Listener) SetCluster(c *cluster.Cluster) { l.cluster.Store(c) }
+
+// Addrs are the bound addresses (resolving port 0), one per port.
+func (l *Listener) Addrs() []netip.AddrPort {
+	out := make([]netip.AddrPort, 0, len(l.socks))
+	for _, s := range l.socks {
+		out = append(out, s.Addr().(*net.TCPAddr).AddrPort())
+	}
+	return out
+}
+
+// open binds every port of the listener; all or nothing.
+func (l *Listener) open() error {
+	b := l.cfg.Bind
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	for p := int(b.FirstPort); p <= int(b.LastPort); p++ {
+		addr := net.JoinHostPort(b.Addr.String(), strconv.Itoa(p))
+		ln, err := lc.Listen(context.Background(), "tcp", addr)
+		if err != nil {
+			l.closeSockets()
+			return err
+		}
+		l.socks = append(l.socks, ln.(*net.TCPListener))
+	}
+	return nil
+}
+
+// serve starts one accept loop per bound port.
+// TODO(issue 8): one loop for a whole port range instead of one per port.
+func (l *Listener) serve() {
+	for _, ln := range l.socks {
+		l.s.wg.Add(1)
+		go l.acceptLoop(ln)
+	}
+}
+
+func (l *Listener) closeSockets() {
+	l.mu.Lock()
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.mu.Unlock()
+	for _, ln := range l.socks {
+		ln.Close()
+	}
+}
+
+func (l *Listener) closeSessions() {
+	l.mu.Lock()
+	all := make([]*session, 0, len(l.sessions))
+	for ss := range l.sessions {
+		all = append(all, ss)
+	}
+	l.mu.Unlock()
+	for _, ss := range all {
+		ss.Close()
+	}
+}
+
+// acceptLoop takes a slot of both caps before each accept, so at a cap the
+// kernel's backlog queues new clients instead of us accepting and dropping.
+func (l *Listener) acceptLoop(ln *net.TCPListener) {
+	defer l.s.wg.Done()
+	var bo backoff
+	for {
+		if !l.s.global.acquire(l.stop) {
+			return
+		}
+		if !l.cap.acquire(l.stop) {
+			l.s.global.release()
+			return
+		}
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			l.cap.release()
+			l.s.global.release()
+			if isClosed(err) {
+				return
+			}
+			d := bo.next()
+			l.s.log.Warn("accept failed; backing off", "listener", l.cfg.Name, "err", err, "pause", d)
+			select {
+			case <-time.After(d):
+			case <-l.stop:
+				return
+			}
+			continue
+		}
+		bo.reset()
+		l.Stats.Accepted.Add(1)
+		l.Stats.Active.Add(1)
+		ss := &session{l: l, client: c, start: time.Now()}
+		if !l.track(ss) {
+			ss.release()
+			c.Close()
+			return
+		}
+		l.s.wg.Add(1)
+		go ss.dispatch()
+	}
+}
+
+// track registers a session so shutdown can close it; false once stopping.
+func (l *Listener) track(ss *session) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.stop:
+		return false
+	default:
+	}
+	l.sessions[ss] = struct{}{}
+	return true
+}
+
+func (l *Listener) untrack(ss *session) {
+	l.mu.Lock()
+	delete(l.sessions, ss)
+	l.mu.Unlock()
+}

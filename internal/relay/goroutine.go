@@ -1,0 +1,256 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Goroutine is the goroutine-per-direction Relay. The zero value is ready
+// to use and safe for concurrent use by any number of connections.
+//
+// On Linux each direction parks in syscall.RawConn.Read holding nothing but
+// its socket; a 32 KiB buffer (small flows) or a pipe for splice(2) (a
+// direction past 64 KiB) is borrowed from a process-wide pool only while
+// bytes are in hand, and given back as soon as the source runs dry. An idle
+// relayed connection therefore costs its two sockets and two parked
+// goroutines (plus the caller's, blocked in Relay), and no descriptor
+// beyond the sockets. Elsewhere the portable fallback uses plain
+// Read/Write loops and holds a buffer per direction for the whole call.
+type Goroutine struct{}
+
+var _ Relay = Goroutine{}
+
+// NewGoroutine returns the goroutine relay; the same as Goroutine{}.
+func NewGoroutine() Relay { return Goroutine{} }
+
+// Relay implements Relay. It runs each direction on a fresh goroutine
+// (copyClientToNode, copyNodeToClient), so the parked stacks stay small
+// whatever the caller's stack has grown to, and waits for both.
+func (Goroutine) Relay(client, node *net.TCPConn, opt Options) Result {
+	s := &session{client: client, node: node, opt: opt, epoch: time.Now()}
+	s.timed = opt.IdleTimeout > 0 || opt.FinTimeout > 0
+	s.up = direction{s: s, src: client, dst: node, other: &s.down, up: true}
+	s.down = direction{s: s, src: node, dst: client, other: &s.up}
+	if err := s.up.init(); err != nil {
+		s.closeBoth()
+		return Result{Err: err}
+	}
+	if err := s.down.init(); err != nil {
+		s.closeBoth()
+		return Result{Err: err}
+	}
+	// Arm the first idle deadline (or clear a deadline left by the
+	// caller). Later deadlines are re-armed lazily, only when one fires.
+	var t time.Time
+	if opt.IdleTimeout > 0 {
+		t = s.epoch.Add(opt.IdleTimeout)
+	}
+	_ = client.SetDeadline(t)
+	_ = node.SetDeadline(t)
+
+	s.wg.Add(2)
+	go s.copyClientToNode()
+	go s.copyNodeToClient()
+	s.wg.Wait()
+	s.closeBoth() // already closed on every path; kept for the contract
+	return Result{Up: s.up.n, Down: s.down.n, Err: s.err}
+}
+
+// session is the shared state of one relayed connection.
+type session struct {
+	client, node *net.TCPConn
+	opt          Options
+	epoch        time.Time // monotonic origin of last
+	timed        bool      // a timeout is set, so last must be kept
+	// last is when a byte was last written, or a FIN last seen, in either
+	// direction, in nanoseconds since epoch.
+	last atomic.Int64
+	wg   sync.WaitGroup
+
+	// mu guards done, ended and err, and serialises deadline arming: a
+	// direction re-arming itself must not undo the fin deadline that the
+	// other direction sets when it finishes.
+	mu    sync.Mutex
+	done  int   // directions finished with EOF
+	ended bool  // both conns are being closed; later errors are ignored
+	err   error // first abnormal end
+
+	up, down direction // client→node, node→client
+}
+
+func (s *session) copyClientToNode() {
+	defer s.wg.Done()
+	s.up.copy()
+}
+
+func (s *session) copyNodeToClient() {
+	defer s.wg.Done()
+	s.down.copy()
+}
+
+func (s *session) closeBoth() {
+	_ = s.client.Close()
+	_ = s.node.Close()
+}
+
+// touch records activity now. Called once per write batch and at a FIN, so
+// one monotonic clock read per batch is the whole per-byte timeout cost.
+func (s *session) touch() {
+	if s.timed {
+		s.last.Store(int64(time.Since(s.epoch)))
+	}
+}
+
+// end ends the relay with err unless it has already ended: both conns are
+// closed, which wakes the other direction with net.ErrClosed. abort, when
+// set, is closed with SO_LINGER 0 so that it sends a reset: the peer of the
+// other side reset us and we pass it on.
+func (s *session) end(err error, abort *net.TCPConn) {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.ended, s.err = true, err
+	s.mu.Unlock()
+	if abort != nil {
+		_ = abort.SetLinger(0)
+	}
+	s.closeBoth()
+}
+
+// finish handles EOF on d.src: CloseWrite on d.dst, and, when the other
+// direction is still running, the switch to the fin timeout. It reports
+// whether d should go on watching its source (see direction.copy); when
+// both directions are done it closes both conns itself.
+func (s *session) finish(d *direction) (watch bool) {
+	if err := d.dst.CloseWrite(); err != nil {
+		s.end(fmt.Errorf("relay: close write: %w", err), nil)
+		return false
+	}
+	s.touch()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return false
+	}
+	s.done++
+	if s.done == 2 {
+		s.ended = true
+		s.closeBoth()
+		return false
+	}
+	_ = d.src.SetReadDeadline(time.Time{})
+	d.other.arm(s.deadlineLocked())
+	return true
+}
+
+// expired is called by d when its read or write wait hit its deadline. When
+// a byte moved recently enough it re-arms d from the last activity and
+// returns nil; otherwise it returns the timeout that ended the connection.
+func (s *session) expired(d *direction) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	limit, err := s.limitLocked()
+	if limit > 0 && time.Since(s.epoch) >= time.Duration(s.last.Load())+limit {
+		return err
+	}
+	d.arm(s.deadlineLocked())
+	return nil
+}
+
+// limitLocked returns the inactivity limit in force and the error reported
+// when it is reached: FinTimeout once a direction has finished (if it is
+// the shorter), IdleTimeout otherwise; 0 means none.
+func (s *session) limitLocked() (time.Duration, error) {
+	idle, fin := s.opt.IdleTimeout, s.opt.FinTimeout
+	if s.done > 0 && fin > 0 && (idle <= 0 || fin < idle) {
+		return fin, ErrFinTimeout
+	}
+	if idle > 0 {
+		return idle, ErrIdleTimeout
+	}
+	return 0, nil
+}
+
+// deadlineLocked is the instant the limit in force runs out, counted from
+// the last activity; zero when there is no limit.
+func (s *session) deadlineLocked() time.Time {
+	limit, _ := s.limitLocked()
+	if limit <= 0 {
+		return time.Time{}
+	}
+	return s.epoch.Add(time.Duration(s.last.Load()) + limit)
+}
+
+// direction copies one way, src → dst. n is written only by the direction's
+// goroutine and read by Relay after that goroutine has finished.
+type direction struct {
+	s        *session
+	src, dst *net.TCPConn
+	other    *direction
+	up       bool  // client→node, for Options.Count
+	n        int64 // bytes written to dst
+	dirSys         // platform part: see direction_linux.go, direction_other.go
+}
+
+// arm sets the deadline of both waits of d: reading src and writing dst.
+// Callers hold s.mu (or run before the goroutines start).
+func (d *direction) arm(t time.Time) {
+	_ = d.src.SetReadDeadline(t)
+	_ = d.dst.SetWriteDeadline(t)
+}
+
+// wrote accounts n bytes written to dst.
+func (d *direction) wrote(n int) {
+	d.n += int64(n)
+	d.s.touch()
+	if c := d.s.opt.Count; c != nil {
+		if d.up {
+			c(int64(n), 0)
+		} else {
+			c(0, int64(n))
+		}
+	}
+}
+
+// waitFailed handles an error from a wait on src or dst (a RawConn or
+// Read/Write call): a deadline is re-checked against the last activity and
+// may be re-armed (true: carry on); anything else, typically net.ErrClosed,
+// ends the relay.
+func (d *direction) waitFailed(err error) (again bool) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if err = d.s.expired(d); err == nil {
+			return true
+		}
+	}
+	d.s.end(err, nil)
+	return false
+}
+
+// failed ends the relay after the syscall op on the src (read) or dst
+// (write) side returned err. A reset on one side is passed on to the other.
+func (d *direction) failed(op string, err error) {
+	var abort *net.TCPConn
+	if isReset(err) {
+		abort = d.dst
+		if op == "write" {
+			abort = d.src
+		}
+	}
+	side := "client"
+	if (op == "read") != d.up {
+		side = "node"
+	}
+	d.s.end(fmt.Errorf("relay: %s %s: %w", op, side, err), abort)
+}
+
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
