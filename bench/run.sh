@@ -9,7 +9,8 @@
 #   OUT=DIR           where results.jsonl, table.md and logs go (default: a new /tmp/pbbench.* dir)
 #   BASE_PORT=23000   nodes listen on BASE_PORT+1, balancers on BASE_PORT+10 (must be < 32768)
 #   SKIP_PB=1         leave out Proto Balance;  SKIP_HAPROXY=1  leave out HAProxy
-#   HAPROXY_SPLICE=1  add "option splice-auto" to HAProxy (default: stock buffered copy)
+#   HAPROXY_SPLICE=forced  HAProxy splices both ways (option splice-request + splice-response);
+#                     =auto  option splice-auto; default: none, HAProxy's stock buffered copy
 #   SHORT_N, SHORT_C, KA_N, KA_C, BULK_STREAMS, BULK_C, BULK_BYTES, IDLE_K, IDLE_HOLD,
 #   LAT_N, LAT_C: scenario sizes
 set -euo pipefail
@@ -106,19 +107,29 @@ done
 
 # --- configs ---------------------------------------------------------------
 # GOMAXPROCS=2 for protobalance, nbthread 2 for HAProxy. HAProxy 2.6 needs
-# 2*maxconn+17 descriptors and refuses to start when that exceeds the hard
-# limit (20,000 here), so maxconn 10000 becomes 9990: still above 9,900.
-HAP_MAXCONN=10000
+# 2*maxconn + 2*maxpipes + 17 descriptors and refuses to start when that
+# exceeds the hard limit (20,000 here), so maxconn 10000 becomes 9990 (9950
+# with splice, which also needs a few pipes): still above 9,900.
+HAP_MAXCONN=10000 HAP_PIPES=0 SPLICE="" PIPES_LINE=""
+case ${HAPROXY_SPLICE:-none} in
+none | 0 | "") ;;
+auto) SPLICE="    option splice-auto" ;;
+forced | 1) SPLICE=$'    option splice-request\n    option splice-response' ;;
+*) echo "run.sh: HAPROXY_SPLICE=$HAPROXY_SPLICE: want none, auto or forced" >&2; exit 2 ;;
+esac
+if [[ -n $SPLICE ]]; then
+	HAP_PIPES=32 # the bulk scenario splices at most 2*BULK_C streams at once
+	PIPES_LINE="    maxpipes $HAP_PIPES"
+fi
 hard=$(ulimit -Hn)
-if [[ $hard != unlimited ]] && ((2 * HAP_MAXCONN + 17 > hard)); then
-	HAP_MAXCONN=$(((hard - 17) / 2 / 10 * 10))
+if [[ $hard != unlimited ]] && ((2 * HAP_MAXCONN + 2 * HAP_PIPES + 17 > hard)); then
+	HAP_MAXCONN=$(((hard - 17 - 2 * HAP_PIPES) / 2 / 10 * 10))
 	log "descriptor limit $hard: HAProxy maxconn lowered from 10000 to $HAP_MAXCONN"
 fi
-SPLICE=""
-if [[ ${HAPROXY_SPLICE:-0} == 1 ]]; then SPLICE="    option splice-auto"; fi
 cat >"$TMP/haproxy.cfg" <<EOF
 global
     maxconn $HAP_MAXCONN
+$PIPES_LINE
     nbthread 2
 
 defaults
@@ -284,7 +295,7 @@ done
 	echo "## Proto Balance benchmark, $START"
 	echo
 	echo "- machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r); load average before $LOAD0, after $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "- $(go version | cut -d' ' -f3), ${HAPROXY:+$("$HAPROXY" -v | head -1 | cut -d' ' -f1-3)}, HAProxy maxconn $HAP_MAXCONN${SPLICE:+, splice-auto}"
+	echo "- $(go version | cut -d' ' -f3), ${HAPROXY:+$("$HAPROXY" -v | head -1 | cut -d' ' -f1-3)}, HAProxy maxconn $HAP_MAXCONN, splice: ${HAPROXY_SPLICE:-none (stock buffered copy; HAPROXY_SPLICE=forced to splice)}"
 	echo "- scenarios: short $SHORT_N conns x$SHORT_C; keep-alive $KA_N requests x$KA_C; bulk $BULK_STREAMS streams x$BULK_C of $BULK_BYTES B each way; idle $IDLE_K conns held $IDLE_HOLD; low-load latency $LAT_N conns x$LAT_C"
 	echo "- targets: ${TARGETS[*]}"
 	echo

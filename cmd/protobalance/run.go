@@ -35,7 +35,15 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return serve(cfg, log, nil)
+	reload := func(srv *proxy.Server) error {
+		next, err := config.Load(*file)
+		if err != nil {
+			return err
+		}
+		n, _ := effectiveMaxConns(next.Global.MaxConns)
+		return srv.Apply(next, n)
+	}
+	return serve(cfg, log, reload, nil)
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
@@ -79,8 +87,10 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 }
 
 // serve runs cfg until SIGINT or SIGTERM, then shuts down gracefully within
-// shutdown_timeout. ready, when set, is called once the listeners are open.
-func serve(cfg *config.Config, log *slog.Logger, ready func(*proxy.Server)) error {
+// shutdown_timeout. SIGHUP calls reload, when set: a config that fails to
+// load or apply is logged and changes nothing. ready, when set, is called
+// once the listeners are open.
+func serve(cfg *config.Config, log *slog.Logger, reload func(*proxy.Server) error, ready func(*proxy.Server)) error {
 	maxConns, how := effectiveMaxConns(cfg.Global.MaxConns)
 	srv, err := proxy.New(cfg, proxy.Options{Log: log, Relay: relay.NewGoroutine(), MaxConns: maxConns})
 	if err != nil {
@@ -101,9 +111,11 @@ func serve(cfg *config.Config, log *slog.Logger, ready func(*proxy.Server)) erro
 	}
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			// Reloading on the fly comes with the management issue; until
-			// then SIGHUP must not kill the process (its default action).
-			log.Warn("SIGHUP: configuration reload is not implemented yet; config unchanged")
+			if reload == nil {
+				log.Warn("SIGHUP: nothing to reload")
+			} else if err := reload(srv); err != nil {
+				log.Error("reload rejected; the running configuration is unchanged", "err", err)
+			}
 			continue
 		}
 		log.Info("shutting down", "signal", sig.String(), "grace", cfg.Global.ShutdownTimeout)

@@ -164,3 +164,61 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// SIGHUP reloads the file: a broken file is rejected with FILE:LINE and the
+// running configuration keeps serving; a good one takes effect.
+func TestSighupReload(t *testing.T) {
+	echo := echoNodeProcess(t)
+	p, addr := runBalancer(t, forwardConfig(echo))
+	file := p.cmd.Args[3]
+	roundTrip := func(msg string) string {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, msg+"\n")
+		got, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(got)
+	}
+	os.WriteFile(file, []byte(forwardConfig(echo)+"\nbogus = 1\n"), 0o644)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.waitStderr(t, "reload rejected")
+	if !strings.Contains(p.stderr(), file+":") {
+		t.Errorf("the rejection does not name %s:LINE:\n%s", file, p.stderr())
+	}
+	if got := roundTrip("still"); got != "still" {
+		t.Fatalf("after a rejected reload: %q", got)
+	}
+	// A good file: the listener now sends clients to a node that answers
+	// with its name instead of echoing.
+	named, err := net.Listen("tcp", "127.0.5.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer named.Close()
+	go func() {
+		for {
+			c, err := named.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				bufio.NewReader(c).ReadString('\n')
+				io.WriteString(c, "named\n")
+			}()
+		}
+	}()
+	os.WriteFile(file, []byte(forwardConfig(named.Addr().String())), 0o644)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.waitStderr(t, "configuration applied")
+	if got := roundTrip("hello"); got != "named" {
+		t.Fatalf("after reload: %q, want the new node's answer", got)
+	}
+}

@@ -13,9 +13,10 @@ import (
 	"github.com/protobalance/protobalance/internal/config"
 )
 
-// Cluster is a group of nodes and the policy that balances over them. The
-// node set is fixed for the life of a Cluster value; a reload that changes
-// it builds a new one.
+// Cluster is one version of a cluster: its configuration, its nodes in
+// configuration order and the policy over them. It is immutable once built
+// (the nodes' live state changes, the node set does not); a reload builds a
+// new version that carries the unchanged nodes over (see New).
 type Cluster struct {
 	Name   string
 	Config config.Cluster
@@ -26,36 +27,46 @@ type Cluster struct {
 	// cluster never falls over and never marks nodes down (F6).
 	PortLess bool
 
+	// Per node, by index in Nodes: the node's place in this cluster.
+	fallover []int // index of the next node of the chain, or -1
+	standby  []bool
+	maxConns []int
+
 	scratch sync.Pool // of *Attempt
 }
 
-// New builds a cluster from its validated configuration.
-func New(c *config.Cluster) (*Cluster, error) {
+// New builds a cluster version from its validated configuration. Nodes of
+// prev (the version being replaced, or nil) with the same name and address
+// are carried over with their live state; for them, weight and state are
+// taken from c only where the file changed them since prev.Config, so a
+// change made at run time holds until the file changes that same key.
+func New(c *config.Cluster, prev *Cluster) (*Cluster, error) {
 	cl := &Cluster{Name: c.Name, Config: *c}
 	index := make(map[string]int, len(c.Nodes))
 	for i, nc := range c.Nodes {
 		index[nc.Name] = i
 	}
-	for i, nc := range c.Nodes {
-		st, err := ParseState(nc.State)
+	for _, nc := range c.Nodes {
+		n, err := cl.node(&nc, prev)
 		if err != nil {
 			return nil, fmt.Errorf("cluster %q: node %q: %w", c.Name, nc.Name, err)
 		}
-		n := &Node{ID: i, Name: nc.Name, Host: nc.Host, Port: nc.Port,
-			Standby: nc.Standby, MaxConns: nc.MaxConns, Fallover: -1}
+		fo := -1
 		if nc.Fallover != "" {
 			j, ok := index[nc.Fallover]
 			if !ok {
 				return nil, fmt.Errorf("cluster %q: node %q: fallover to unknown node %q", c.Name, nc.Name, nc.Fallover)
 			}
-			n.Fallover = j
+			fo = j
 		}
-		n.SetWeight(nc.Weight)
-		n.state.Store(uint32(st))
+		n.Stats.SetRateWindow(c.RateWindow)
 		if nc.Port == 0 {
 			cl.PortLess = true
 		}
 		cl.Nodes = append(cl.Nodes, n)
+		cl.fallover = append(cl.fallover, fo)
+		cl.standby = append(cl.standby, nc.Standby)
+		cl.maxConns = append(cl.maxConns, nc.MaxConns)
 	}
 	p, err := balance.New(c.Algorithm, balance.Params{
 		Cluster:    c.Name,
@@ -73,6 +84,31 @@ func New(c *config.Cluster) (*Cluster, error) {
 	return cl, nil
 }
 
+// node returns the node for nc: prev's node of the same name and address
+// with file changes applied, or a new one.
+func (cl *Cluster) node(nc *config.Node, prev *Cluster) (*Node, error) {
+	st, err := ParseState(nc.State)
+	if err != nil {
+		return nil, err
+	}
+	if prev != nil {
+		if old, i := prev.Node(nc.Name); old != nil && old.Host == nc.Host && old.Port == nc.Port {
+			was := prev.Config.Nodes[i]
+			if was.Weight != nc.Weight {
+				old.SetWeight(nc.Weight)
+			}
+			if was.State != nc.State {
+				old.SetState(st)
+			}
+			return old, nil
+		}
+	}
+	n := &Node{Name: nc.Name, Host: nc.Host, Port: nc.Port}
+	n.SetWeight(nc.Weight)
+	n.state.Store(uint32(st))
+	return n, nil
+}
+
 func nodeNames(nodes []*Node) []string {
 	names := make([]string, len(nodes))
 	for i, n := range nodes {
@@ -81,14 +117,23 @@ func nodeNames(nodes []*Node) []string {
 	return names
 }
 
-// Node returns the node with the given name, or nil.
-func (c *Cluster) Node(name string) *Node {
-	for _, n := range c.Nodes {
+// Node returns the node with the given name and its index, or nil and -1.
+func (c *Cluster) Node(name string) (*Node, int) {
+	for i, n := range c.Nodes {
 		if n.Name == name {
-			return n
+			return n, i
 		}
 	}
-	return nil
+	return nil, -1
+}
+
+// Fallover returns the name of the node's fall-over node in this cluster,
+// or "".
+func (c *Cluster) Fallover(i int) string {
+	if j := c.fallover[i]; j >= 0 {
+		return c.Nodes[j].Name
+	}
+	return ""
 }
 
 // Attempt is the state of choosing a node for one connection: which nodes
@@ -98,9 +143,9 @@ type Attempt struct {
 	c     *Cluster
 	now   int64
 	tried []bool
-	pos   []int // node ID → index in cands, or -1
+	pos   []int // node index → index in cands, or -1
 	cands []balance.Candidate
-	last  *Node
+	last  int // index of the node returned last, or -1
 }
 
 func (c *Cluster) newAttempt() *Attempt {
@@ -113,7 +158,7 @@ func (c *Cluster) Begin(now time.Time) *Attempt {
 	a := c.scratch.Get().(*Attempt)
 	a.now = now.UnixNano()
 	clear(a.tried)
-	a.last = nil
+	a.last = -1
 	return a
 }
 
@@ -125,13 +170,10 @@ func (a *Attempt) Done() { a.c.scratch.Put(a) }
 // previous node's fall-over chain is tried first, then the remaining slots
 // by the policy; each node is offered at most once.
 func (a *Attempt) Next(client netip.Addr) *Node {
-	if prev := a.last; prev != nil {
-		for id := prev.Fallover; id >= 0; id = a.c.Nodes[id].Fallover {
-			if a.tried[id] {
-				break // a loop is a config error; stop at a revisit anyway
-			}
-			if n := a.c.Nodes[id]; a.claim(n) {
-				return a.take(n)
+	if a.last >= 0 {
+		for i := a.c.fallover[a.last]; i >= 0 && !a.tried[i]; i = a.c.fallover[i] {
+			if a.claim(i) {
+				return a.take(i)
 			}
 		}
 	}
@@ -140,25 +182,25 @@ func (a *Attempt) Next(client netip.Addr) *Node {
 		if len(cands) == 0 {
 			return nil
 		}
-		n := a.c.Nodes[cands[a.c.Policy.Pick(client, cands)].ID]
-		if a.claim(n) {
-			return a.take(n)
+		i := cands[a.c.Policy.Pick(client, cands)].ID
+		if a.claim(i) {
+			return a.take(i)
 		}
 		// Another connection won the probe of this down node; skip it.
-		a.tried[n.ID] = true
+		a.tried[i] = true
 	}
 }
 
-func (a *Attempt) take(n *Node) *Node {
-	a.tried[n.ID] = true
-	a.last = n
-	return n
+func (a *Attempt) take(i int) *Node {
+	a.tried[i] = true
+	a.last = i
+	return a.c.Nodes[i]
 }
 
-// claim reports whether n may be dialled now, claiming the single probe of
-// a node whose retry time has come.
-func (a *Attempt) claim(n *Node) bool {
-	return !a.tried[n.ID] && n.usable(a.now, a.c.Config.RetryInterval, true)
+// claim reports whether node i may be dialled now, claiming the single
+// probe of a node whose retry time has come.
+func (a *Attempt) claim(i int) bool {
+	return !a.tried[i] && a.c.Nodes[i].usable(a.now, a.c.Config.RetryInterval, a.c.maxConns[i], true)
 }
 
 // slots fills a.cands with the filled slots (F6): each non-standby node
@@ -170,34 +212,34 @@ func (a *Attempt) slots() []balance.Candidate {
 		a.pos[i] = -1
 	}
 	cands := a.cands[:0]
-	for _, slot := range a.c.Nodes {
+	for i, slot := range a.c.Nodes {
 		w := slot.Weight()
-		if slot.Standby || w <= 0 {
+		if a.c.standby[i] || w <= 0 {
 			continue
 		}
-		filler := a.standIn(slot)
-		if filler == nil {
+		f := a.standIn(i)
+		if f < 0 {
 			continue
 		}
-		if p := a.pos[filler.ID]; p >= 0 {
+		if p := a.pos[f]; p >= 0 {
 			cands[p].Weight += w
 			continue
 		}
-		a.pos[filler.ID] = len(cands)
-		cands = append(cands, balance.Candidate{ID: filler.ID, Name: filler.Name, Weight: w, Stats: &filler.Stats})
+		a.pos[f] = len(cands)
+		n := a.c.Nodes[f]
+		cands = append(cands, balance.Candidate{ID: f, Name: n.Name, Weight: w, Stats: &n.Stats})
 	}
 	a.cands = cands
 	return cands
 }
 
-// standIn is the first node of slot's chain, starting with slot itself,
-// that can take a new connection.
-func (a *Attempt) standIn(slot *Node) *Node {
-	for id, hops := slot.ID, 0; id >= 0 && hops < len(a.c.Nodes); id, hops = a.c.Nodes[id].Fallover, hops+1 {
-		n := a.c.Nodes[id]
-		if !a.tried[id] && n.usable(a.now, a.c.Config.RetryInterval, false) {
-			return n
+// standIn is the index of the first node of slot's chain, starting with
+// the slot's own node, that can take a new connection, or -1.
+func (a *Attempt) standIn(slot int) int {
+	for i, hops := slot, 0; i >= 0 && hops < len(a.c.Nodes); i, hops = a.c.fallover[i], hops+1 {
+		if !a.tried[i] && a.c.Nodes[i].usable(a.now, a.c.Config.RetryInterval, a.c.maxConns[i], false) {
+			return i
 		}
 	}
-	return nil
+	return -1
 }

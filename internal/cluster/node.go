@@ -48,26 +48,23 @@ func ParseState(s string) (State, error) {
 	return 0, fmt.Errorf("unknown state %q (want green, yellow or red)", s)
 }
 
-// Node is one server of a cluster at run time. Its configuration fields are
-// fixed after New; state, weight, availability and statistics change live
-// and are safe for concurrent use.
+// Node is one server at run time: its identity (name and address) and its
+// live state — weight, administrative state, availability, statistics and
+// open connections. A reload that keeps a node's name and address carries
+// the same *Node into the new Cluster, so nothing live is lost; everything
+// else about the node's place in a cluster (fall-over, standby, max_conns)
+// belongs to the Cluster.
 type Node struct {
-	// ID is the node's index in Cluster.Nodes.
-	ID   int
 	Name string
 	// Host and Port are the dial target; Port 0 means the port the client
 	// connected to (a port-less node).
-	Host     string
-	Port     uint16
-	Standby  bool
-	MaxConns int
-	// Fallover is the ID of the next node of the chain, or -1.
-	Fallover int
+	Host string
+	Port uint16
 
 	weight atomic.Int32
 	state  atomic.Uint32
 	// downUntil is 0 while the node is available; otherwise the unix-nano
-	// time from which one connection may probe it again (see Usable).
+	// time from which one connection may probe it again (see usable).
 	downUntil atomic.Int64
 
 	Stats stats.Node
@@ -117,11 +114,11 @@ func (n *Node) MarkUp() {
 // marked down becomes usable for exactly one probing connection once its
 // retry time has passed: the caller that wins the race pushes the retry time
 // forward, so the others keep skipping it until the probe's outcome is known.
-func (n *Node) usable(now int64, retry time.Duration, claimProbe bool) bool {
-	if n.State() != Green || n.weight.Load() < 0 {
+func (n *Node) usable(now int64, retry time.Duration, maxConns int, claimProbe bool) bool {
+	if n.State() != Green {
 		return false
 	}
-	if n.MaxConns > 0 && n.Stats.Active.Load() >= int64(n.MaxConns) {
+	if maxConns > 0 && n.Stats.Active.Load() >= int64(maxConns) {
 		return false
 	}
 	until := n.downUntil.Load()

@@ -28,7 +28,13 @@ type server struct {
 
 func serve(t *testing.T, handle func(c net.Conn)) *server {
 	t.Helper()
-	ln, err := net.Listen("tcp", nodeIP+":0")
+	return serveAt(t, nodeIP+":0", handle)
+}
+
+// serveAt is serve on a given address, to bring a closed node back.
+func serveAt(t *testing.T, addr string, handle func(c net.Conn)) *server {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +72,7 @@ func serve(t *testing.T, handle func(c net.Conn)) *server {
 
 func (s *server) Addr() string { return s.ln.Addr().String() }
 
+// Close may be called more than once.
 func (s *server) Close() {
 	s.mu.Lock()
 	s.closed = true

@@ -16,14 +16,14 @@ import (
 )
 
 // probeOnce runs one check of cfg against addr as the checker does.
-func probeOnce(t *testing.T, cfg config.Check, addr string) (error, time.Duration) {
+func probeOnce(t *testing.T, cfg config.Check, addr string) (time.Duration, error) {
 	t.Helper()
 	c := New(cfg, nil, nil, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
 	err := c.probe(ctx, addr)
-	return err, time.Since(start)
+	return time.Since(start), err
 }
 
 func wantErr(t *testing.T, err error, want string) {
@@ -41,10 +41,10 @@ func wantErr(t *testing.T, err error, want string) {
 func TestTCP(t *testing.T) {
 	cfg := config.Check{Type: "tcp", Timeout: 2 * time.Second}
 	s := serve(t, hold)
-	err, _ := probeOnce(t, cfg, s.Addr())
+	_, err := probeOnce(t, cfg, s.Addr())
 	wantErr(t, err, "")
 
-	err, _ = probeOnce(t, cfg, closedAddr(t))
+	_, err = probeOnce(t, cfg, closedAddr(t))
 	wantErr(t, err, "connect: connection refused")
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("errors.Is(%v, ECONNREFUSED) = false", err)
@@ -115,7 +115,7 @@ func TestSendExpect(t *testing.T) {
 			if tt.expect != "" && tt.name != "prefix" { // "prefix" lets New compile Expect
 				cfg.ExpectRE = anchored(tt.expect)
 			}
-			err, took := probeOnce(t, cfg, s.Addr())
+			took, err := probeOnce(t, cfg, s.Addr())
 			wantErr(t, err, tt.want)
 			if tt.timeout == 0 && took > timeout/2 {
 				t.Errorf("took %v: the reply should have decided it", took)
@@ -164,7 +164,7 @@ func TestHTTP(t *testing.T) {
 			got := make(chan *http.Request, 1)
 			s := httpServer(t, tt.resp, got)
 			cfg := config.Check{Type: "http", Path: "/health?full=1", Status: tt.status, Timeout: 2 * time.Second}
-			err, _ := probeOnce(t, cfg, s.Addr())
+			_, err := probeOnce(t, cfg, s.Addr())
 			wantErr(t, err, tt.want)
 			req := <-got
 			if req.Method != "GET" || req.RequestURI != "/health?full=1" || req.Host != s.Addr() ||
@@ -177,7 +177,7 @@ func TestHTTP(t *testing.T) {
 }
 
 func TestHTTPRefused(t *testing.T) {
-	err, _ := probeOnce(t, config.Check{Type: "http"}, closedAddr(t))
+	_, err := probeOnce(t, config.Check{Type: "http"}, closedAddr(t))
 	wantErr(t, err, "connect: connection refused")
 }
 

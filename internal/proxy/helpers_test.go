@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/protobalance/protobalance/internal/cluster"
 	"github.com/protobalance/protobalance/internal/config"
 	"github.com/protobalance/protobalance/internal/proxy"
 	"github.com/protobalance/protobalance/internal/relay"
@@ -181,3 +182,12 @@ func roundTrip(addr string, payload []byte) error {
 }
 
 func equal(a, b []byte) bool { return string(a) == string(b) }
+
+// node returns a node of a running server's cluster.
+func nodeOf(srv *proxy.Server, clusterName, name string) *cluster.Node {
+	n, _ := srv.Cluster(clusterName).Node(name)
+	if n == nil {
+		panic("no node " + name)
+	}
+	return n
+}

@@ -15,38 +15,46 @@ import (
 )
 
 // Listener accepts clients on one address or port range and sends them to
-// its cluster, which can be switched at run time.
+// its cluster, which can be switched at run time. Its sockets live as long
+// as its bind is unchanged; a reload swaps its settings in place.
 type Listener struct {
-	s       *Server
-	cfg     config.Listener
-	cluster atomic.Pointer[cluster.Cluster]
-	cap     *gate // the listener's own max_conns; nil = none
-	Stats   stats.Listener
+	s        *Server
+	name     string
+	settings atomic.Pointer[listenerSettings]
+	cluster  atomic.Pointer[cluster.Cluster]
+	cap      *gate // the listener's own max_conns (0 = only the global cap)
+	Stats    stats.Listener
 
-	socks []*net.TCPListener
-	stop  chan struct{} // closed when the listener stops accepting
+	socks   []*net.TCPListener
+	stopped atomic.Bool
+	stop    chan struct{} // closed when the listener stops accepting
 
 	mu       sync.Mutex // guards sessions
 	sessions map[*session]struct{}
 }
 
+// listenerSettings is the part of a listener's configuration that a reload
+// may change without rebinding.
+type listenerSettings struct {
+	cfg config.Listener
+}
+
 func newListener(s *Server, cfg *config.Listener, c *cluster.Cluster) *Listener {
-	l := &Listener{s: s, cfg: *cfg, stop: make(chan struct{}), sessions: make(map[*session]struct{})}
+	l := &Listener{s: s, name: cfg.Name, stop: make(chan struct{}), sessions: make(map[*session]struct{})}
+	l.settings.Store(&listenerSettings{cfg: *cfg})
 	l.cluster.Store(c)
-	if cfg.MaxConns > 0 {
-		l.cap = newGate(cfg.MaxConns)
-	}
+	l.cap = newGate(cfg.MaxConns)
 	return l
 }
 
 // Name is the listener's configured name.
-func (l *Listener) Name() string { return l.cfg.Name }
+func (l *Listener) Name() string { return l.name }
+
+// Bind is the listener's configured address or port range.
+func (l *Listener) Bind() config.Bind { return l.settings.Load().cfg.Bind }
 
 // Cluster is the cluster new connections go to.
 func (l *Listener) Cluster() *cluster.Cluster { return l.cluster.Load() }
-
-// SetCluster points new connections at c; open ones stay where they are.
-func (l *Listener) SetCluster(c *cluster.Cluster) { l.cluster.Store(c) }
 
 // Addrs are the bound addresses (resolving port 0), one per port.
 func (l *Listener) Addrs() []netip.AddrPort {
@@ -57,16 +65,32 @@ func (l *Listener) Addrs() []netip.AddrPort {
 	return out
 }
 
+// sameBind reports whether b names the sockets the listener has, counting
+// a bind to port 0 as the port the kernel chose.
+func (l *Listener) sameBind(b config.Bind) bool {
+	have := l.Bind()
+	if have == b {
+		return true
+	}
+	if have.IsRange() || b.IsRange() || have.FirstPort != 0 || len(l.socks) != 1 {
+		return false
+	}
+	return l.Addrs()[0] == netip.AddrPortFrom(b.Addr, b.FirstPort)
+}
+
 // open binds every port of the listener; all or nothing.
 func (l *Listener) open() error {
-	b := l.cfg.Bind
+	b := l.Bind()
 	var lc net.ListenConfig
 	lc.SetMultipathTCP(false)
 	for p := int(b.FirstPort); p <= int(b.LastPort); p++ {
 		addr := net.JoinHostPort(b.Addr.String(), strconv.Itoa(p))
 		ln, err := lc.Listen(context.Background(), "tcp", addr)
 		if err != nil {
-			l.closeSockets()
+			for _, s := range l.socks {
+				s.Close()
+			}
+			l.socks = nil
 			return err
 		}
 		l.socks = append(l.socks, ln.(*net.TCPListener))
@@ -83,14 +107,15 @@ func (l *Listener) serve() {
 	}
 }
 
+// closeSockets stops accepting; open sessions continue.
 func (l *Listener) closeSockets() {
 	l.mu.Lock()
-	select {
-	case <-l.stop:
-	default:
+	if !l.stopped.Swap(true) {
 		close(l.stop)
 	}
 	l.mu.Unlock()
+	l.cap.wake()
+	l.s.global.wake()
 	for _, ln := range l.socks {
 		ln.Close()
 	}
@@ -114,10 +139,10 @@ func (l *Listener) acceptLoop(ln *net.TCPListener) {
 	defer l.s.wg.Done()
 	var bo backoff
 	for {
-		if !l.s.global.acquire(l.stop) {
+		if !l.s.global.acquire(l.stopped.Load) {
 			return
 		}
-		if !l.cap.acquire(l.stop) {
+		if !l.cap.acquire(l.stopped.Load) {
 			l.s.global.release()
 			return
 		}
@@ -129,7 +154,7 @@ func (l *Listener) acceptLoop(ln *net.TCPListener) {
 				return
 			}
 			d := bo.next()
-			l.s.log.Warn("accept failed; backing off", "listener", l.cfg.Name, "err", err, "pause", d)
+			l.s.log.Warn("accept failed; backing off", "listener", l.name, "err", err, "pause", d)
 			select {
 			case <-time.After(d):
 			case <-l.stop:
@@ -155,10 +180,8 @@ func (l *Listener) acceptLoop(ln *net.TCPListener) {
 func (l *Listener) track(ss *session) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	select {
-	case <-l.stop:
+	if l.stopped.Load() {
 		return false
-	default:
 	}
 	l.sessions[ss] = struct{}{}
 	return true

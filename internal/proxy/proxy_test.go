@@ -230,7 +230,7 @@ address = "%s"
 			t.Fatalf("connection %d: %q, %v", i, got, err)
 		}
 	}
-	dead := srv.Cluster("c").Node("dead")
+	dead := nodeOf(srv, "c", "dead")
 	if dead.Available() {
 		t.Error("refusing node still available")
 	}

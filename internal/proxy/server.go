@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,16 +18,21 @@ import (
 	"github.com/protobalance/protobalance/internal/relay"
 )
 
-// Server runs the listeners of one configuration. Create it with New, start
-// it with Start, stop it with Shutdown.
+// Server runs the listeners and clusters of a configuration, which Apply
+// replaces on the fly. Create it with New, start it with Start, stop it with
+// Shutdown.
 type Server struct {
-	log      *slog.Logger
-	relay    relay.Relay
-	clusters map[string]*cluster.Cluster
-	// listeners in configuration order.
-	listeners []*Listener
-	// global caps the process's concurrent connections (F13); nil = none.
+	log   *slog.Logger
+	relay relay.Relay
+	// global caps the process's concurrent connections (F13).
 	global *gate
+
+	mu        sync.Mutex // serialises Start, Apply and Shutdown; guards the fields below
+	cfg       *config.Config
+	clusters  map[string]*cluster.Cluster
+	listeners []*Listener // in configuration order
+	retired   []*Listener // removed by a reload; their sessions may still run
+	started   bool
 
 	wg sync.WaitGroup // one per session and per accept loop
 }
@@ -48,47 +54,118 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	if opt.Relay == nil {
 		return nil, errors.New("proxy: no relay")
 	}
-	s := &Server{log: opt.Log, relay: opt.Relay, clusters: make(map[string]*cluster.Cluster)}
-	if opt.MaxConns > 0 {
-		s.global = newGate(opt.MaxConns)
+	s := &Server{log: opt.Log, relay: opt.Relay, cfg: cfg}
+	s.global = newGate(max(opt.MaxConns, 0))
+	clusters, err := buildClusters(cfg, nil)
+	if err != nil {
+		return nil, err
 	}
-	for i := range cfg.Clusters {
-		c, err := cluster.New(&cfg.Clusters[i])
-		if err != nil {
-			return nil, err
-		}
-		s.clusters[c.Name] = c
-	}
+	s.clusters = clusters
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]
-		c := s.clusters[lc.Cluster]
-		if c == nil {
-			return nil, fmt.Errorf("listener %q: unknown cluster %q", lc.Name, lc.Cluster)
-		}
-		s.listeners = append(s.listeners, newListener(s, lc, c))
+		s.listeners = append(s.listeners, newListener(s, lc, clusters[lc.Cluster]))
 	}
 	return s, nil
 }
 
-// Cluster returns the named cluster, or nil.
-func (s *Server) Cluster(name string) *cluster.Cluster { return s.clusters[name] }
+// buildClusters builds every cluster of cfg, carrying nodes over from prev.
+func buildClusters(cfg *config.Config, prev map[string]*cluster.Cluster) (map[string]*cluster.Cluster, error) {
+	out := make(map[string]*cluster.Cluster, len(cfg.Clusters))
+	for i := range cfg.Clusters {
+		c, err := cluster.New(&cfg.Clusters[i], prev[cfg.Clusters[i].Name])
+		if err != nil {
+			return nil, err
+		}
+		out[c.Name] = c
+	}
+	for _, lc := range cfg.Listeners {
+		if out[lc.Cluster] == nil {
+			return nil, fmt.Errorf("listener %q: unknown cluster %q", lc.Name, lc.Cluster)
+		}
+	}
+	return out, nil
+}
+
+// Cluster returns the current version of the named cluster, or nil.
+func (s *Server) Cluster(name string) *cluster.Cluster {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.clusters[name]
+}
+
+// Clusters returns the current cluster versions in configuration order.
+func (s *Server) Clusters() []*cluster.Cluster {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*cluster.Cluster, 0, len(s.cfg.Clusters))
+	for _, c := range s.cfg.Clusters {
+		out = append(out, s.clusters[c.Name])
+	}
+	return out
+}
 
 // Listeners returns the server's listeners in configuration order.
-func (s *Server) Listeners() []*Listener { return s.listeners }
+func (s *Server) Listeners() []*Listener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.listeners)
+}
+
+// Listener returns the named listener, or nil.
+func (s *Server) Listener(name string) *Listener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.listeners {
+		if l.Name() == name {
+			return l
+		}
+	}
+	return nil
+}
+
+// SwitchListener points the named listener at the named cluster (the
+// controller deployment): new connections go there, open ones stay.
+func (s *Server) SwitchListener(listener, clusterName string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.clusters[clusterName]
+	if c == nil {
+		return fmt.Errorf("unknown cluster %q", clusterName)
+	}
+	for _, l := range s.listeners {
+		if l.Name() == listener {
+			l.cluster.Store(c)
+			s.log.Info("listener switched", "listener", listener, "cluster", clusterName)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown listener %q", listener)
+}
 
 // Start opens every listener and starts accepting. When one cannot be
 // opened, the ones already open are closed and the error names the listener.
 func (s *Server) Start() error {
-	for i, l := range s.listeners {
-		if err := l.open(); err != nil {
-			for _, o := range s.listeners[:i] {
-				o.closeSockets()
-			}
-			return fmt.Errorf("listener %q: %w", l.cfg.Name, err)
-		}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := openAll(s.listeners); err != nil {
+		return err
 	}
 	for _, l := range s.listeners {
 		l.serve()
+	}
+	s.started = true
+	return nil
+}
+
+// openAll binds every listener or, on the first failure, none.
+func openAll(ls []*Listener) error {
+	for i, l := range ls {
+		if err := l.open(); err != nil {
+			for _, o := range ls[:i] {
+				o.closeSockets()
+			}
+			return fmt.Errorf("listener %q (%s): %w", l.Name(), l.settings.Load().cfg.Bind, err)
+		}
 	}
 	return nil
 }
@@ -96,7 +173,10 @@ func (s *Server) Start() error {
 // Shutdown stops accepting, lets open connections finish until ctx is
 // done, then closes the rest and waits for every goroutine to end.
 func (s *Server) Shutdown(ctx context.Context) {
-	for _, l := range s.listeners {
+	s.mu.Lock()
+	all := append(slices.Clone(s.listeners), s.retired...)
+	s.mu.Unlock()
+	for _, l := range all {
 		l.closeSockets()
 	}
 	done := make(chan struct{})
@@ -106,34 +186,10 @@ func (s *Server) Shutdown(ctx context.Context) {
 		return
 	case <-ctx.Done():
 	}
-	for _, l := range s.listeners {
+	for _, l := range all {
 		l.closeSessions()
 	}
 	<-done
-}
-
-// gate is a counting cap that pauses accepting at its limit.
-type gate struct{ slots chan struct{} }
-
-func newGate(n int) *gate { return &gate{slots: make(chan struct{}, n)} }
-
-// acquire blocks until a slot is free or stop is closed.
-func (g *gate) acquire(stop <-chan struct{}) bool {
-	if g == nil {
-		return true
-	}
-	select {
-	case g.slots <- struct{}{}:
-		return true
-	case <-stop:
-		return false
-	}
-}
-
-func (g *gate) release() {
-	if g != nil {
-		<-g.slots
-	}
 }
 
 // backoff is the pause after a failed accept (EMFILE, ENFILE, ENOBUFS):

@@ -79,7 +79,7 @@ func (ss *session) dial(c *cluster.Cluster, client netip.Addr, localPort uint16)
 		conn, err := d.Dial("tcp", n.Addr(localPort))
 		if err == nil {
 			n.MarkUp()
-			// TODO: n.Stats.ConnectMS.Observe(time.Since(now)) once stats has it
+			n.Stats.ConnectMS.Observe(time.Since(now))
 			tc := conn.(*net.TCPConn)
 			setKeepAlive(tc)
 			return n, tc, tries + 1, nil
@@ -111,7 +111,7 @@ func (ss *session) relayAndFinish(c *cluster.Cluster, n *cluster.Node, conn *net
 		res = ss.l.s.relay.Relay(ss.client, conn, relay.Options{
 			IdleTimeout: cfg.IdleTimeout,
 			FinTimeout:  cfg.FinTimeout,
-			Count:       func(up, down int64) { countBytes(n, up, down) },
+			Count:       func(up, down int64) { n.Stats.AddBytes(uint64(up), uint64(down)) },
 		})
 		n.Untrack(ss)
 	}
@@ -151,7 +151,7 @@ func (ss *session) finish(c *cluster.Cluster, n *cluster.Node, res relay.Result,
 		node = n.Name
 	}
 	log.LogAttrs(context.Background(), slog.LevelDebug, "connection",
-		slog.String("listener", ss.l.cfg.Name),
+		slog.String("listener", ss.l.name),
 		slog.String("cluster", c.Name),
 		slog.String("client", ss.client.RemoteAddr().String()),
 		slog.String("node", node),
@@ -163,8 +163,3 @@ func (ss *session) finish(c *cluster.Cluster, n *cluster.Node, res relay.Result,
 		slog.Any("err", res.Err))
 }
 
-// countBytes records relayed bytes on the node.
-func countBytes(n *cluster.Node, up, down int64) {
-	n.Stats.BytesIn.Add(uint64(up))
-	n.Stats.BytesOut.Add(uint64(down))
-}

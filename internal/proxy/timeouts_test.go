@@ -79,7 +79,7 @@ address = "%s"
 		}
 		first <- err
 	}()
-	black := srv.Cluster("c").Node("black")
+	black := nodeOf(srv, "c", "black")
 	for i := 0; black.Stats.Active.Load() == 0; i++ {
 		if i == 1000 {
 			t.Fatal("the first connection never started dialling the blackholed node")
@@ -190,7 +190,7 @@ func TestRedClosesConnections(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	srv.Cluster("c").Node("n1").SetState(cluster.Red)
+	nodeOf(srv, "c", "n1").SetState(cluster.Red)
 	var wg sync.WaitGroup
 	for _, c := range conns {
 		wg.Add(1)

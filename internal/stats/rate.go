@@ -48,7 +48,7 @@ func InstantOf(t time.Time) Instant { return Instant(baseUnix + int64(t.Sub(base
 // Rate is safe for concurrent use and lock-free; the zero value is ready
 // with DefaultRateWindow. A Rate must not be copied after first use.
 type Rate struct {
-	cell atomic.Pointer[rateCell] // nil until SetWindow: then def is used
+	cell atomic.Pointer[rateCell] // set by SetWindow; while nil, def serves
 	def  rateCell
 }
 

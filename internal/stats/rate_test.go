@@ -9,7 +9,8 @@ import (
 )
 
 // t0 is an explicit wall-clock origin: rates read time through InstantOf, so
-// tests drive time without sleeping.
+// tests drive time without sleeping. It is a multiple of 2,560 s, so epochs
+// (256 windows) of 10 s and 1 s windows start at t0.
 var t0 = time.Unix(1_800_000_000, 0)
 
 func at(d time.Duration) time.Time { return t0.Add(d) }
@@ -209,8 +210,8 @@ func TestRateConcurrentAdds(t *testing.T) {
 	for g := range goroutines {
 		wg.Go(func() {
 			for i := range each {
-				// Instants interleave and cross an epoch boundary (2,560 s
-				// at the default window) in both orders.
+				// Instants interleave and cross the epoch boundary at
+				// t0 + 2,560 s (default window) in both orders.
 				r.AddAt(at(2559*time.Second+time.Duration((i+g)%3)*time.Second), 1)
 			}
 		})
@@ -238,4 +239,18 @@ func TestNowIsMonotonic(t *testing.T) {
 	if v := r.Value(); v <= 0 || v > 1 {
 		t.Errorf("Value right after Add(10) = %v, want just under 1", v)
 	}
+}
+
+func TestRateStaleState(t *testing.T) {
+	var r Rate
+	r.SetWindow(time.Second) // epochs of 256 s
+	r.AddAt(at(0), 5)
+	// The clock running backwards by more than an epoch finds a state it
+	// cannot place: it reads as empty rather than as a huge extrapolation.
+	if v := r.ValueAt(at(-600 * time.Second)); v != 0 {
+		t.Errorf("600 s before the state: %g, want 0", v)
+	}
+	// Two epochs on, an add starts afresh.
+	r.AddAt(at(600*time.Second), 1)
+	near(t, "after a fresh start", r.ValueAt(at(600*time.Second)), 1, 1e-9)
 }

@@ -67,6 +67,9 @@ var rows = []row{
 	{"CPU-s per 100,000 keep-alive requests", "keepalive", true, true, false, func(r *record) (float64, bool) {
 		return cpu(r) / r.Res.OK * 1e5, r.Res.OK > 0 && r.ClkTck > 0
 	}},
+	{"CPU-s per 10,000 idle connections (open, 2 round trips, close)", "idle", true, true, false, func(r *record) (float64, bool) {
+		return cpu(r) / r.Res.Opened * 1e4, r.Res.Opened > 0 && r.ClkTck > 0
+	}},
 	{"connections/s (short)", "short", false, false, false, func(r *record) (float64, bool) { return r.Res.Rate, r.Res.OK > 0 }},
 	{"keep-alive requests/s", "keepalive", false, false, false, func(r *record) (float64, bool) { return r.Res.Rate, r.Res.OK > 0 }},
 	{"bulk Gbit/s", "bulk", false, false, false, func(r *record) (float64, bool) { return r.Res.Gbits, r.Res.Bytes > 0 }},

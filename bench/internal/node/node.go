@@ -40,9 +40,9 @@ func (n *Node) logf(format string, args ...any) {
 	log.Printf(format, args...)
 }
 
-// Serve accepts connections on ln and serves each on its own goroutine
-// until ln is closed, which is the only error it returns quietly: it then
-// returns nil.
+// Serve accepts connections on ln and serves each on its own goroutine. It
+// returns nil once ln is closed and never returns otherwise: accept errors
+// such as EMFILE are logged and retried after 10 ms.
 func (n *Node) Serve(ln net.Listener) error {
 	for {
 		c, err := ln.Accept()

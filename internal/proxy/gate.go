@@ -1,0 +1,79 @@
+package proxy
+
+import "sync"
+
+// gate is a counting cap on concurrent connections. Accept loops take a
+// slot before accepting, so at the cap accepting pauses and the kernel's
+// backlog queues new clients instead of us accepting and dropping them. The
+// limit can change at run time (a reload); lowering it below the current
+// count closes nothing, it only holds new accepts back until enough end.
+type gate struct {
+	mu    sync.Mutex
+	cond  sync.Cond
+	n     int
+	limit int // 0 = unlimited
+}
+
+func newGate(limit int) *gate {
+	g := &gate{limit: limit}
+	g.cond.L = &g.mu
+	return g
+}
+
+// acquire blocks until a slot is free or stopped() reports true; stopping
+// callers must call wake so waiters re-check. A nil gate never blocks.
+func (g *gate) acquire(stopped func() bool) bool {
+	if g == nil {
+		return true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for g.limit > 0 && g.n >= g.limit {
+		if stopped() {
+			return false
+		}
+		g.cond.Wait()
+	}
+	if stopped() {
+		return false
+	}
+	g.n++
+	return true
+}
+
+func (g *gate) release() {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	g.n--
+	g.mu.Unlock()
+	g.cond.Signal()
+}
+
+// setLimit changes the cap and wakes every waiter to re-check.
+func (g *gate) setLimit(limit int) {
+	g.mu.Lock()
+	g.limit = limit
+	g.mu.Unlock()
+	g.cond.Broadcast()
+}
+
+// wake makes every waiter re-check its stop condition.
+func (g *gate) wake() {
+	if g == nil {
+		return
+	}
+	// Taking the lock orders this after any waiter's check of its stop
+	// condition: the waiter is either before the check or inside Wait.
+	g.mu.Lock()
+	g.mu.Unlock() //nolint:staticcheck // empty critical section on purpose
+	g.cond.Broadcast()
+}
+
+// count is the number of slots taken.
+func (g *gate) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.n
+}
