@@ -162,4 +162,3 @@ func (ss *session) finish(c *cluster.Cluster, n *cluster.Node, res relay.Result,
 		slog.Duration("duration", time.Since(ss.start)),
 		slog.Any("err", res.Err))
 }
-
