@@ -25,7 +25,11 @@ func checkTree[K Key, V any](t *Tree[K, V]) error {
 		}
 		return nil
 	}
-	c := &checker[K, V]{onPath: map[*Node[K, V]]bool{}, nodes: map[*Node[K, V]]bool{}}
+	c := &checker[K, V]{
+		onPath:   make(map[*Node[K, V]]bool, 64),
+		nodes:    make(map[*Node[K, V]]bool, t.n),
+		seenLeaf: make(map[*Node[K, V]]bool, t.n),
+	}
 	if r.leaf[0] {
 		if r.b[0].nodeP != nil {
 			return fmt.Errorf("single leaf uses its node part")
@@ -54,9 +58,6 @@ type checker[K Key, V any] struct {
 
 // walk checks the subtree on side of p and returns its min and max ord keys.
 func (c *checker[K, V]) walk(p *Node[K, V], side uint8) (lo, hi uint64, err error) {
-	if c.seenLeaf == nil {
-		c.seenLeaf = map[*Node[K, V]]bool{}
-	}
 	n := p.b[side]
 	if n == nil {
 		return 0, 0, fmt.Errorf("nil branch %d below key %v", side, p.Key)
@@ -101,7 +102,6 @@ func (c *checker[K, V]) walk(p *Node[K, V], side uint8) (lo, hi uint64, err erro
 		}
 	}
 	c.onPath[n] = true
-	defer delete(c.onPath, n)
 	l0, h0, err := c.walk(n, 0)
 	if err != nil {
 		return 0, 0, err
@@ -110,6 +110,7 @@ func (c *checker[K, V]) walk(p *Node[K, V], side uint8) (lo, hi uint64, err erro
 	if err != nil {
 		return 0, 0, err
 	}
+	delete(c.onPath, n)
 	k := ord(n.Key)
 	if n.bit < 0 {
 		if l0 != k || h0 != k || l1 != k || h1 != k {

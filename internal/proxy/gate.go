@@ -77,3 +77,10 @@ func (g *gate) count() int {
 	defer g.mu.Unlock()
 	return g.n
 }
+
+// limitNow is the current cap (0 = unlimited).
+func (g *gate) limitNow() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.limit
+}

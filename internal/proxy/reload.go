@@ -1,6 +1,10 @@
 package proxy
 
 import (
+	"errors"
+	"fmt"
+	"slices"
+
 	"github.com/protobalance/protobalance/internal/cluster"
 	"github.com/protobalance/protobalance/internal/config"
 )
@@ -73,6 +77,10 @@ func (s *Server) Apply(cfg *config.Config, maxConns int) error {
 	return nil
 }
 
+// ErrNotFound marks a run-time change naming an unknown listener, cluster
+// or node.
+var ErrNotFound = errors.New("not found")
+
 // clusterFor is the cluster a kept listener points at after a reload: the
 // new version of the cluster it points at now, unless the file changed the
 // listener's cluster key or that cluster is gone.
@@ -92,4 +100,76 @@ func (s *Server) Config() *config.Config {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.cfg
+}
+
+// AddNode adds a node to the named cluster at run time (a new cluster
+// version; nothing established is touched). The node must be valid: its
+// name unique in the cluster, its fall-over naming an existing node. A
+// reload from the file replaces the node set with the file's.
+func (s *Server) AddNode(clusterName string, n config.Node) error {
+	return s.editCluster(clusterName, func(c *config.Cluster) error {
+		for _, o := range c.Nodes {
+			if o.Name == n.Name {
+				return fmt.Errorf("cluster %q already has a node %q", clusterName, n.Name)
+			}
+		}
+		if n.Fallover != "" && !hasNode(c, n.Fallover) {
+			return fmt.Errorf("fallover: cluster %q has no node %q", clusterName, n.Fallover)
+		}
+		c.Nodes = append(c.Nodes, n)
+		return nil
+	})
+}
+
+// RemoveNode removes a node from the named cluster at run time. Its open
+// connections continue (set it red first to close them); fall-over links to
+// it from other nodes are dropped.
+func (s *Server) RemoveNode(clusterName, node string) error {
+	return s.editCluster(clusterName, func(c *config.Cluster) error {
+		if !hasNode(c, node) {
+			return fmt.Errorf("%w: cluster %q has no node %q", ErrNotFound, clusterName, node)
+		}
+		if len(c.Nodes) == 1 {
+			return fmt.Errorf("cluster %q: cannot remove its last node", clusterName)
+		}
+		kept := make([]config.Node, 0, len(c.Nodes)-1)
+		for _, n := range c.Nodes {
+			if n.Name == node {
+				continue
+			}
+			if n.Fallover == node {
+				n.Fallover = ""
+			}
+			kept = append(kept, n)
+		}
+		c.Nodes = kept
+		return nil
+	})
+}
+
+// editCluster applies edit to a copy of the named cluster's configuration
+// and runs the result, leaving everything else as it is.
+func (s *Server) editCluster(name string, edit func(*config.Cluster) error) error {
+	s.mu.Lock()
+	cfg := *s.cfg
+	s.mu.Unlock()
+	cfg.Clusters = slices.Clone(cfg.Clusters)
+	c := cfg.Cluster(name)
+	if c == nil {
+		return fmt.Errorf("%w: cluster %q", ErrNotFound, name)
+	}
+	c.Nodes = slices.Clone(c.Nodes)
+	if err := edit(c); err != nil {
+		return err
+	}
+	return s.Apply(&cfg, s.global.limitNow())
+}
+
+func hasNode(c *config.Cluster, name string) bool {
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return true
+		}
+	}
+	return false
 }

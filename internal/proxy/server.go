@@ -130,7 +130,7 @@ func (s *Server) SwitchListener(listener, clusterName string) error {
 	defer s.mu.Unlock()
 	c := s.clusters[clusterName]
 	if c == nil {
-		return fmt.Errorf("unknown cluster %q", clusterName)
+		return fmt.Errorf("%w: cluster %q", ErrNotFound, clusterName)
 	}
 	for _, l := range s.listeners {
 		if l.Name() == listener {
@@ -139,7 +139,7 @@ func (s *Server) SwitchListener(listener, clusterName string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("unknown listener %q", listener)
+	return fmt.Errorf("%w: listener %q", ErrNotFound, listener)
 }
 
 // Start opens every listener and starts accepting. When one cannot be

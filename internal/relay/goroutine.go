@@ -51,14 +51,8 @@ func (Goroutine) Relay(client, node *net.TCPConn, opt Options) Result {
 	if opt.IdleTimeout > 0 {
 		t = s.epoch.Add(opt.IdleTimeout)
 	}
-	if os.Getenv("NOSET") == "" {
 	_ = client.SetDeadline(t)
 	_ = node.SetDeadline(t)
-	}
-	if os.Getenv("SETREAD") != "" {
-	_ = client.SetReadDeadline(t)
-	_ = node.SetReadDeadline(t)
-	}
 
 	s.wg.Add(2)
 	go s.copyClientToNode()

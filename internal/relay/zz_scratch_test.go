@@ -1,14 +1,12 @@
 package relay_test
 
 import (
+	"net"
 	"os"
 	"runtime"
-	"runtime/debug"
+	"sync"
 	"testing"
 	"time"
-
-	"github.com/protobalance/protobalance/internal/relay"
-	"github.com/protobalance/protobalance/internal/relay/relaytest"
 )
 
 func stackNow() uint64 {
@@ -23,19 +21,36 @@ func stackNow() uint64 {
 func TestZZScratch(t *testing.T) {
 	const n = 2000
 	rig := newRig(t)
-	pairs := make([]*relaytest.Pair, n)
-	for i := range pairs {
-		pairs[i] = rig.Conns(t)
+	mode := os.Getenv("MODE")
+	conns := make([]*net.TCPConn, n)
+	for i := range conns {
+		p := rig.Conns(t)
+		conns[i] = p.RelayClient
+		t.Cleanup(func() { p.Client.Close(); p.Node.Close(); p.RelayNode.Close() })
 	}
-	s0, g0 := stackNow(), runtime.NumGoroutine()
-	if os.Getenv("MAXSTACK") != "" {
-		debug.SetMaxStack(3000)
+	if mode == "before" {
+		for _, c := range conns {
+			c.SetReadDeadline(time.Now().Add(time.Hour))
+		}
 	}
-	for _, p := range pairs {
-		p.Start(t, relay.NewGoroutine(), relay.Options{IdleTimeout: time.Hour})
+	s0 := stackNow()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if mode == "inside" {
+				c.SetReadDeadline(time.Now().Add(time.Hour))
+			}
+			rc, _ := c.SyscallConn()
+			rc.Read(func(uintptr) bool { return false })
+		}()
 	}
 	time.Sleep(time.Second)
-	s1, g1 := stackNow(), runtime.NumGoroutine()
-	debug.SetMaxStack(1<<30)
-	t.Logf("%d B/conn, %d goroutines/conn", (int64(s1)-int64(s0))/n, (g1-g0)/n)
+	s1 := stackNow()
+	t.Logf("%s: %d B/goroutine", mode, (int64(s1)-int64(s0))/n)
+	for _, c := range conns {
+		c.Close()
+	}
+	wg.Wait()
 }

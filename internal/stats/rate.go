@@ -141,8 +141,8 @@ func (r *Rate) ValueAt(now time.Time) float64 { return r.load().valueAt(InstantO
 // (the common case: one cluster, one window). s.Value converts back to
 // events per second.
 func (r *Rate) Scaled(s *Scale) float64 {
-	// Fast path, small enough to inline into a policy's scan: the window
-	// matches and the state is in s's epoch.
+	// Fast path: the window matches and the state is in s's epoch: two
+	// loads, no exp.
 	c := r.cell.Load()
 	if c == nil {
 		c = &r.def
