@@ -36,6 +36,14 @@
 //		timers.Delete(n)
 //		n.Value.onTimeout()
 //	}
+//
+// An expiry order kept by last use (an LRU) deletes and reinserts an entry on
+// every touch; both are cheap, and equal timestamps keep their touch order. A
+// timer that is pushed back often (an idle timeout) can also stay where it is
+// and be requeued only when it fires early, as HAProxy does.
+//
+// PrefixTree applies the same two-part layout to address prefixes and answers
+// longest-match lookups for CIDR allow/deny tables (see ExamplePrefixTree).
 package ebtree
 
 import "math/bits"

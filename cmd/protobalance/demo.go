@@ -3,19 +3,21 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"strings"
 
+	"github.com/protobalance/protobalance/internal/admin"
 	"github.com/protobalance/protobalance/internal/config"
 	"github.com/protobalance/protobalance/internal/demo"
 	"github.com/protobalance/protobalance/internal/proxy"
 )
 
 // demoConfig is the demo's configuration, parsed like any config file so
-// the demo exercises the real path. %s are the listen address and the
-// three nodes' addresses.
+// the demo exercises the real path. %q is the admin address, %s the
+// listen address and the three nodes' addresses.
 const demoConfig = `# protobalance demo
 [admin]
-listen = ""
+listen = %q
 
 [[listener]]
 name = "demo"
@@ -43,6 +45,7 @@ address = "%s"
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("demo", stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "balancer `ADDR`ess")
+	adminAddr := fs.String("admin", config.DefaultAdminListen, "admin API `ADDR`ess (\"\" = none; a busy port is replaced by a free one)")
 	level := fs.String("log-level", "info", "debug | info | warn | error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -64,12 +67,21 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		}
 		nodes = append(nodes, n)
 	}
-	text := fmt.Sprintf(demoConfig, *listen, nodes[0].Addr(), nodes[1].Addr(), nodes[2].Addr())
+	if *adminAddr != "" {
+		if ln, err := net.Listen("tcp", *adminAddr); err != nil {
+			host, _, _ := net.SplitHostPort(*adminAddr)
+			fmt.Fprintf(stdout, "admin address %s is busy (%v); using a free port instead\n", *adminAddr, err)
+			*adminAddr = net.JoinHostPort(host, "0")
+		} else {
+			ln.Close()
+		}
+	}
+	text := fmt.Sprintf(demoConfig, *adminAddr, *listen, nodes[0].Addr(), nodes[1].Addr(), nodes[2].Addr())
 	cfg, err := config.Parse("demo.toml", []byte(text), ".")
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
-	return serve(cfg, log, nil, func(srv *proxy.Server) {
+	return serve(cfg, log, nil, func(srv *proxy.Server, adm *admin.Server) {
 		addr := srv.Listeners()[0].Addrs()[0].String()
 		var b strings.Builder
 		fmt.Fprintf(&b, "\nProto Balance demo: a balancer on %s in front of three nodes (round-robin, weights 2:1:1)\n", addr)
@@ -84,6 +96,13 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(&b, "  for i in 1 2 3 4 5 6 7 8; do curl -s http://%s/; done\n", addr)
 		fmt.Fprintf(&b, "A plain line protocol works too (every line is answered by the node):\n")
 		fmt.Fprintf(&b, "  printf 'hello\\nworld\\n' | nc -q1 %s %s\n", addrHost(addr), addrPort(addr))
+		if adm != nil {
+			a := adm.Addr().String()
+			fmt.Fprintf(&b, "\nThe admin API is on %s (metrics: curl -s %s/metrics). Drain node-1 and watch:\n", a, adm.URL())
+			fmt.Fprintf(&b, "  protobalance ctl --admin %s node demo node-1 state yellow\n", a)
+			fmt.Fprintf(&b, "  protobalance ctl --admin %s cluster demo\n", a)
+			fmt.Fprintf(&b, "  protobalance report --admin %s\n", a)
+		}
 		fmt.Fprintf(&b, "\nPress Ctrl-C to stop.\n")
 		fmt.Fprint(stdout, b.String())
 	})

@@ -7,10 +7,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/protobalance/protobalance/internal/admin"
 	"github.com/protobalance/protobalance/internal/config"
+	"github.com/protobalance/protobalance/internal/control"
 	"github.com/protobalance/protobalance/internal/proxy"
 	"github.com/protobalance/protobalance/internal/relay"
 )
@@ -87,10 +90,16 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 }
 
 // serve runs cfg until SIGINT or SIGTERM, then shuts down gracefully within
-// shutdown_timeout. SIGHUP calls reload, when set: a config that fails to
-// load or apply is logged and changes nothing. ready, when set, is called
-// once the listeners are open.
-func serve(cfg *config.Config, log *slog.Logger, reload func(*proxy.Server) error, ready func(*proxy.Server)) error {
+// shutdown_timeout. SIGHUP and POST /api/reload call reload, when set (one
+// at a time): a config that fails to load or apply is logged and changes
+// nothing. The admin server, unless [admin] listen is "", starts once the
+// listeners are open and stops first on shutdown; when it cannot start
+// (bind error, missing token off loopback) serve stops and fails. ready,
+// when set, is called once everything is open; adm is nil when the admin
+// server is disabled.
+func serve(cfg *config.Config, log *slog.Logger, reload func(*proxy.Server) error,
+	ready func(srv *proxy.Server, adm *admin.Server)) error {
+	started := time.Now()
 	maxConns, how := effectiveMaxConns(cfg.Global.MaxConns)
 	srv, err := proxy.New(cfg, proxy.Options{Log: log, Relay: relay.NewGoroutine(), MaxConns: maxConns})
 	if err != nil {
@@ -105,15 +114,31 @@ func serve(cfg *config.Config, log *slog.Logger, reload func(*proxy.Server) erro
 	for _, l := range srv.Listeners() {
 		log.Info("listening", "listener", l.Name(), "addrs", fmt.Sprint(l.Addrs()), "cluster", l.Cluster().Name)
 	}
+	var doReload func() error
+	if reload != nil {
+		var mu sync.Mutex // SIGHUP and the API reload one at a time
+		doReload = func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			return reload(srv)
+		}
+	}
+	adm, err := startAdmin(cfg, srv, doReload, started, log)
+	if err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		return err
+	}
 	log.Info("started", "version", version, "max_conns", maxConns, "max_conns_from", how, "pid", os.Getpid())
 	if ready != nil {
-		ready(srv)
+		ready(srv, adm)
 	}
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			if reload == nil {
+			if doReload == nil {
 				log.Warn("SIGHUP: nothing to reload")
-			} else if err := reload(srv); err != nil {
+			} else if err := doReload(); err != nil {
 				log.Error("reload rejected; the running configuration is unchanged", "err", err)
 			}
 			continue
@@ -124,9 +149,30 @@ func serve(cfg *config.Config, log *slog.Logger, reload func(*proxy.Server) erro
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Global.ShutdownTimeout)
 	defer cancel()
 	start := time.Now()
+	if adm != nil {
+		adm.Shutdown(ctx)
+	}
 	srv.Shutdown(ctx)
 	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// startAdmin starts the admin API of cfg over srv, or returns nil when
+// [admin] listen is "". Changes to [admin] in a reloaded file take effect
+// at the next start.
+func startAdmin(cfg *config.Config, srv *proxy.Server, reload func() error, started time.Time, log *slog.Logger) (*admin.Server, error) {
+	if cfg.Admin.Listen == "" {
+		return nil, nil
+	}
+	ctl := control.New(srv, control.Options{Reload: reload, Started: started, Version: version})
+	adm, err := admin.New(cfg.Admin, ctl, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := adm.Start(); err != nil {
+		return nil, err
+	}
+	return adm, nil
 }
 
 // fdReserve is kept free of proxied connections for listeners, the admin

@@ -5,6 +5,16 @@
 // internal/cluster) and returns one. It never dials, loops over retries or
 // sorts; fall-over belongs to the caller, which excludes a failed node and
 // asks again.
+//
+// The algorithms, by config name: round-robin (smooth weighted), random
+// (weighted), conn-rate, traffic-rate, min-load (load_rating) and ip-hash
+// (weighted rendezvous). Policies that read a decaying rate count their own
+// pick in it before returning, so concurrent picks see each other: conn-rate
+// in stats.Node.ConnRate, traffic-rate in stats.Node.TrafficRate, min-load
+// in ConnRate when its rating reads conn_rate. Everything else about a node
+// (Active from the start of a dial, Total, Failures, ConnectMS, bytes with
+// stats.Node.AddBytes) is the proxy's to record. Ties rotate in conn-rate,
+// traffic-rate and min-load.
 package balance
 
 import (

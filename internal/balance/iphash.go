@@ -29,9 +29,9 @@ import (
 // SipHash outputs, so u is unpredictable without the key, and it costs one
 // multiplication per candidate instead of a SipHash.
 //
-// Scores of equal-weight candidates are compared as integers; ln is taken
-// only for the best candidate of each distinct weight, so a cluster of equal
-// weights computes none. Pick takes no lock, reads no clock and does not
+// Scores of equal-weight candidates are compared as integers; ln (our own,
+// bit-identical on every architecture) is taken only for the best candidate
+// of each distinct weight, so a cluster of equal weights computes none. Pick takes no lock, reads no clock and does not
 // allocate.
 type ipHash struct {
 	ipKey [2]uint64
@@ -140,5 +140,59 @@ func cost(u uint64, weight int) float64 {
 		return math.Inf(1)
 	}
 	f := (float64(u>>11) + 0.5) * 0x1p-53
-	return -math.Log(f) / float64(weight)
+	return -ln(f) / float64(weight)
 }
+
+// ln is the natural log of x in [2^-54, 1], to within 1e-15 relative plus
+// 1e-18 absolute, in basic IEEE operations only: every float64(…) conversion forbids
+// fusing a multiply-add, and the table is built by the same operations, so
+// twin balancers on different architectures compute the same bits
+// (math.Log is assembly on amd64 and Go elsewhere, which may differ in the
+// last bit).
+//
+// x = 2^e·m, m in [1, 2); m = mᵢ(1 + r) with mᵢ = 1 + i/256 from m's top 8
+// fraction bits, so 0 <= r < 2^-8; ln x = e·ln 2 + ln mᵢ + ln(1 + r), the
+// last by its series to r⁸ (the r⁹/9 left out is below 3e-23). For
+// m >= √2 the table holds ln(mᵢ/2) and e counts one more, so that x just
+// below 1 does not lose its digits to e·ln 2 + ln mᵢ cancelling.
+func ln(x float64) float64 {
+	b := math.Float64bits(x)
+	i := b >> 44 & 0xff
+	e := float64(int64(b>>52)-1023) + lnTab.adj[i]
+	m := math.Float64frombits(b&(1<<52-1) | 1023<<52)
+	r := float64((m - lnTab.m[i]) * lnTab.inv[i]) // m − mᵢ is exact
+	p := lnSeries[0]
+	for _, c := range lnSeries[1:] {
+		p = float64(p*r) + c
+	}
+	return float64(e*ln2) + lnTab.ln[i] + float64(p*r)
+}
+
+// lnSeries are the coefficients of ln(1 + r)/r = 1 − r/2 + r²/3 − … − r⁷/8,
+// highest first, for Horner's rule.
+var lnSeries = [8]float64{-1.0 / 8, 1.0 / 7, -1.0 / 6, 1.0 / 5, -1.0 / 4, 1.0 / 3, -1.0 / 2, 1}
+
+// ln2 is ln 2 rounded to float64 (the literal is exact to 40 digits).
+const ln2 = 0.6931471805599453094172321214581765680755
+
+// lnTab holds, for ln, mᵢ, 1/mᵢ and ln(mᵢ/2^adj), adj being 1 from √2 on.
+var lnTab = func() (t struct{ m, inv, ln, adj [256]float64 }) {
+	for i := range 256 {
+		m := 1 + float64(i)/256
+		t.m[i], t.inv[i] = m, 1/m
+		x := m
+		if i >= 106 { // 1 + 106/256 = 1.414…: √2 and above
+			x, t.adj[i] = m/2, 1
+		}
+		// ln x = 2·atanh(s), s = (x−1)/(x+1), |s| < 0.172: the series
+		// 2(s + s³/3 + s⁵/5 + …) to s³¹ leaves under 1e-25.
+		s := (x - 1) / (x + 1)
+		s2 := float64(s * s)
+		var sum float64
+		for k := 31; k >= 1; k -= 2 {
+			sum = float64(sum*s2) + 1/float64(k)
+		}
+		t.ln[i] = float64(2 * float64(s*sum))
+	}
+	return t
+}()

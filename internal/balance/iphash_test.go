@@ -3,6 +3,7 @@ package balance
 import (
 	"math"
 	"math/bits"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 
@@ -211,4 +212,25 @@ func siphashIP(h *ipHash, ip [16]byte) uint64 { return siphash.Hash(h.ipKey[0], 
 func mixFor(_ *ipHash, x uint64, nh nodeHash) uint64 {
 	hi, lo := bits.Mul64(x^nh.a, nh.b)
 	return hi ^ lo
+}
+
+func TestLn(t *testing.T) {
+	src := rand.New(rand.NewPCG(3, 4))
+	check := func(x float64) {
+		got, want := ln(x), math.Log(x)
+		if math.Abs(got-want) > 1e-15*math.Abs(want)+1e-18 {
+			t.Fatalf("ln(%v) = %v, math.Log %v", x, got, want)
+		}
+	}
+	for _, x := range []float64{1, 0.5, 0.25, 0x1p-54, 0x1p-53, 1 - 0x1p-53, 0.75, math.Nextafter(1, 0)} {
+		check(x)
+	}
+	for range 200_000 {
+		check((float64(src.Uint64()>>11) + 0.5) * 0x1p-53)
+	}
+	for i := range 256 { // each table entry, and its neighbourhood
+		m := 1 + float64(i)/256
+		check(m / 2)
+		check(math.Nextafter(m, 2) / 2)
+	}
 }

@@ -26,6 +26,14 @@ func (b *builder) config(raw *rawDoc) *Config {
 		}
 		setIf(&c.Admin.Listen, a.Listen)
 		setIf(&c.Admin.TokenFile, a.TokenFile)
+		setIf(&c.Admin.TLSCert, a.TLSCert)
+		setIf(&c.Admin.TLSKey, a.TLSKey)
+		switch {
+		case c.Admin.TLSCert != "" && c.Admin.TLSKey == "":
+			b.errf(s, "tls_cert", "tls_cert: needs tls_key as well")
+		case c.Admin.TLSKey != "" && c.Admin.TLSCert == "":
+			b.errf(s, "tls_key", "tls_key: needs tls_cert as well")
+		}
 	}
 	if st := raw.Store; st != nil {
 		s := scope{path: "store", what: "[store]"}

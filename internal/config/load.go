@@ -55,6 +55,8 @@ func (c *Config) resolvePaths() {
 	}
 	abs(&c.Store.Path)
 	abs(&c.Admin.TokenFile)
+	abs(&c.Admin.TLSCert)
+	abs(&c.Admin.TLSKey)
 	for i := range c.Listeners {
 		abs(&c.Listeners[i].AllowFile)
 		abs(&c.Listeners[i].DenyFile)

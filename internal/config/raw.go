@@ -27,6 +27,8 @@ type rawGlobal struct {
 type rawAdmin struct {
 	Listen    *string `toml:"listen"`
 	TokenFile *string `toml:"token_file"`
+	TLSCert   *string `toml:"tls_cert"`
+	TLSKey    *string `toml:"tls_key"`
 }
 
 type rawStore struct {

@@ -39,8 +39,14 @@ type Global struct {
 type Admin struct {
 	// Listen is "" when the admin server is disabled.
 	Listen string
-	// TokenFile is resolved against Config.Dir; "" = none.
+	// TokenFile is resolved against Config.Dir; "" = none. The file holds
+	// the bearer token (surrounding whitespace trimmed); it is read when the
+	// admin server starts, which refuses an empty one.
 	TokenFile string
+	// TLSCert and TLSKey are PEM files, resolved against Config.Dir; both
+	// set serve HTTPS, both "" plain HTTP (the loader refuses one alone).
+	TLSCert string
+	TLSKey  string
 }
 
 // Store configures persistence of affinity and administrative state.

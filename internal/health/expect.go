@@ -11,9 +11,8 @@ import (
 // fails as soon as no continuation of them could match, so a "554" banner
 // fails at once against "220" or `2\d\d` instead of waiting for the
 // timeout. As with any streaming match, `$` and `\b` may match at the
-// end of what has arrived so far. A nil *expectation passes on the first byte.
-// An expectation is immutable and shared; each reply gets its own state
-// from newReply.
+// end of what has arrived so far. An expectation is immutable and shared by
+// the checks of all targets; each reply gets its own state from newReply.
 type expectation struct {
 	re *regexp.Regexp
 	// prog is re's program, for the early-failure test; nil when re is not
@@ -41,9 +40,10 @@ func newExpectation(re *regexp.Regexp) *expectation {
 // first byte. Not safe for concurrent use.
 type reply struct {
 	e *expectation
-	// The NFA is kept between calls, so a reply arriving in many reads
-	// costs one pass over its bytes: pending are the instructions to
-	// continue from at offset pos, reached after rune prev (-1 at start).
+	// The NFA is kept between calls, so the early-failure test costs one
+	// pass over a reply however many reads it takes: pending are the
+	// instructions to continue from at offset pos, reached after rune prev
+	// (-1 at the start).
 	pending, cur []uint32
 	pos          int
 	prev         rune

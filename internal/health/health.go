@@ -15,7 +15,15 @@
 //     every later pause is interval ±20% (see jitter), measured from the
 //     end of one check to the start of the next, so checks never overlap.
 //   - Each check, connect included, is bounded by the check's timeout and
-//     reads at most maxReply bytes.
+//     reads at most maxReply bytes; Stop aborts checks in flight.
+//   - tcp passes when the connection opens. send-expect writes Send (none
+//     when empty, for banner protocols) and matches Expect, a regular
+//     expression anchored at the start of the reply (config's choice: a
+//     plain prefix such as "220" is one), deciding as soon as the bytes so
+//     far match or can no longer match (see expectation); an empty Expect
+//     passes on any first byte. http sends "GET Path HTTP/1.1" with Host
+//     the target address and Connection: close, and compares the status
+//     line's code with Status.
 package health
 
 import (
@@ -50,8 +58,8 @@ type Status struct {
 	// LastChange is when Up last changed; until the first transition, the
 	// time New assumed the target up.
 	LastChange time.Time
-	// Successes and Failures count consecutive results of the current run;
-	// one of them is always 0.
+	// Successes and Failures count the consecutive passes or failures up
+	// to the last check; at most one of them is non-zero.
 	Successes, Failures int
 }
 

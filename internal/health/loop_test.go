@@ -15,17 +15,20 @@ import (
 // time is fake, so intervals and timeouts are exact and nothing sleeps.
 
 // script is a probe whose results are set by the test; it records when
-// each check started.
+// each check of each address started.
 type script struct {
 	mu      sync.Mutex
 	results []error // consumed in order; nil (pass) once exhausted
-	starts  []time.Time
+	starts  map[string][]time.Time
 }
 
 func (s *script) probe(ctx context.Context, addr string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.starts = append(s.starts, time.Now())
+	if s.starts == nil {
+		s.starts = map[string][]time.Time{}
+	}
+	s.starts[addr] = append(s.starts[addr], time.Now())
 	if len(s.results) == 0 {
 		return nil
 	}
@@ -34,63 +37,56 @@ func (s *script) probe(ctx context.Context, addr string) error {
 	return err
 }
 
-func (s *script) times() []time.Time {
+func (s *script) times(addr string) []time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]time.Time(nil), s.starts...)
+	return append([]time.Time(nil), s.starts[addr]...)
 }
 
-func TestLoopJitter(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		const interval = time.Second
-		var s script
-		c := New(config.Check{Type: "tcp", Interval: interval}, []Target{{Node: "n1"}, {Node: "n2"}}, nil, nil)
-		c.probe = s.probe
-		start := time.Now()
-		c.Start()
-		time.Sleep(60 * interval)
-		c.Stop()
-
-		got := s.times()
-		if len(got) < 2*50 {
-			t.Fatalf("%d checks of 2 targets in 60 intervals, want about 120", len(got))
-		}
-		// Starts of both targets interleave; split them by spacing is not
-		// possible, so check per target through a second run below. Here:
-		// every check happened inside the run.
-		for _, at := range got {
-			if at.Before(start) || at.After(start.Add(60*interval)) {
-				t.Fatalf("check at %v outside the run", at.Sub(start))
-			}
-		}
-	})
-}
-
+// Targets started together are spread over the first interval and keep
+// drifting: every later check comes interval ±20% after the previous one,
+// the gaps vary, and no two checks coincide.
 func TestLoopSchedule(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const interval = time.Second
 		var s script
-		c := New(config.Check{Type: "tcp", Interval: interval}, []Target{{Node: "n1"}}, nil, nil)
+		var targets []Target
+		for _, n := range []string{"n1", "n2", "n3", "n4", "n5"} {
+			targets = append(targets, Target{Node: n, Addr: n + ":25"})
+		}
+		c := New(config.Check{Type: "tcp", Interval: interval}, targets, nil, nil)
 		c.probe = s.probe
 		start := time.Now()
 		c.Start()
 		time.Sleep(100 * interval)
 		c.Stop()
 
-		got := s.times()
-		if first := got[0].Sub(start); first >= interval {
-			t.Errorf("first check after %v, want within the first interval", first)
-		}
-		distinct := map[time.Duration]bool{}
-		for i := 1; i < len(got); i++ {
-			gap := got[i].Sub(got[i-1])
-			if gap < 800*time.Millisecond || gap > 1200*time.Millisecond {
-				t.Errorf("gap %d: %v, want interval ±20%%", i, gap)
+		seen := map[time.Time]string{}
+		for _, tg := range targets {
+			got := s.times(tg.Addr)
+			if len(got) < 80 {
+				t.Fatalf("%s: %d checks in 100 intervals, want ~100", tg.Node, len(got))
 			}
-			distinct[gap] = true
-		}
-		if len(got) < 80 || len(distinct) < len(got)/2 {
-			t.Errorf("%d checks with %d distinct gaps: want ~100, jittered", len(got), len(distinct))
+			if first := got[0].Sub(start); first >= interval {
+				t.Errorf("%s: first check after %v, want within the first interval", tg.Node, first)
+			}
+			gaps := map[time.Duration]bool{}
+			for i, at := range got {
+				if other, dup := seen[at]; dup {
+					t.Errorf("%s and %s both checked at %v", other, tg.Node, at.Sub(start))
+				}
+				seen[at] = tg.Node
+				if i == 0 {
+					continue
+				}
+				if gap := at.Sub(got[i-1]); gap < 800*time.Millisecond || gap > 1200*time.Millisecond {
+					t.Errorf("%s: gap %d is %v, want interval ±20%%", tg.Node, i, gap)
+				}
+				gaps[at.Sub(got[i-1])] = true
+			}
+			if len(gaps) < len(got)/2 {
+				t.Errorf("%s: %d distinct gaps between %d checks: not jittered", tg.Node, len(gaps), len(got))
+			}
 		}
 	})
 }
@@ -216,7 +212,7 @@ func TestStartTwice(t *testing.T) {
 		time.Sleep(10 * time.Second) // checks at 0.5s, 1.5s, ... 9.5s
 		synctest.Wait()
 		c.Stop()
-		if n := len(s.times()); n != 10 {
+		if n := len(s.times("")); n != 10 {
 			t.Errorf("%d checks in 10 intervals, want 10", n)
 		}
 	})

@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -9,24 +10,57 @@ import (
 )
 
 // BenchmarkBulk streams through one relayed connection (the splice path
-// after the first 64 KiB); b.N chunks of 256 KiB.
+// after the first 64 KiB), b.N chunks of 256 KiB, next to a naive io.Copy
+// relay (splice too, a pipe pinned per direction) for scale on a noisy box.
 func BenchmarkBulk(b *testing.B) {
-	const chunk = 256 << 10
-	p := newRig(b).Pair(b, relay.NewGoroutine(), relay.Options{IdleTimeout: time.Minute})
-	drained := make(chan int64, 1)
-	go func() {
-		n, _ := io.Copy(io.Discard, p.Node)
-		drained <- n
-	}()
-	b.SetBytes(chunk)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := p.Client.Write(block[:chunk]); err != nil {
-			b.Fatal(err)
-		}
+	for _, r := range []struct {
+		name string
+		r    relay.Relay
+	}{{"goroutine", relay.NewGoroutine()}, {"io.Copy", ioCopyRelay{}}} {
+		b.Run(r.name, func(b *testing.B) {
+			const chunk = 256 << 10
+			p := newRig(b).Pair(b, r.r, relay.Options{IdleTimeout: time.Minute})
+			drained := make(chan struct{})
+			go func() {
+				defer close(drained)
+				buf := make([]byte, chunk)
+				for {
+					if _, err := p.Node.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+			b.SetBytes(chunk)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := p.Client.Write(block[:chunk]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			_ = p.Client.CloseWrite()
+			<-drained
+		})
 	}
-	_ = p.Client.CloseWrite()
-	<-drained
+}
+
+// ioCopyRelay is the naive relay the design measured against: io.Copy per
+// direction, half-close, no timeouts.
+type ioCopyRelay struct{}
+
+func (ioCopyRelay) Relay(client, node *net.TCPConn, _ relay.Options) relay.Result {
+	var res relay.Result
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res.Up, _ = io.Copy(node, client)
+		_ = node.CloseWrite()
+	}()
+	res.Down, _ = io.Copy(client, node)
+	_ = client.CloseWrite()
+	<-done
+	_ = client.Close()
+	_ = node.Close()
+	return res
 }
 
 // BenchmarkRequestResponse is one small request and response per op on a

@@ -117,15 +117,21 @@ func countFDs(t *testing.T) fdCount {
 
 // TestIdleRSS measures the resident memory per idle relayed connection.
 // It is a measurement, not a check: set RELAY_RSS_CONNS (e.g. 3000) to
-// run it, with -v to see the numbers.
+// run it, with -v to see the numbers. With RELAY_RSS_GROWN=1 the goroutine
+// calling Relay first grows its stack past 8 KiB, as a proxy's connection
+// goroutine that dialled would have.
 func TestIdleRSS(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("RELAY_RSS_CONNS"))
 	if n <= 0 {
 		t.Skip("set RELAY_RSS_CONNS=3000 to measure")
 	}
+	var r relay.Relay = relay.NewGoroutine()
+	if os.Getenv("RELAY_RSS_GROWN") != "" {
+		r = grownCaller{r}
+	}
 	rig := newRig(t)
 	settle := func() (rss, stack uint64) {
-		for range 6 {
+		for range 3 { // each GC halves an idle stack at most once
 			runtime.GC()
 		}
 		debug.FreeOSMemory()
@@ -133,27 +139,45 @@ func TestIdleRSS(t *testing.T) {
 		runtime.ReadMemStats(&ms)
 		return readRSS(t), ms.StackInuse
 	}
-	rss0, stack0 := settle()
+	rss0, _ := settle()
 	pairs := make([]*relaytest.Pair, n)
 	for i := range pairs {
 		pairs[i] = rig.Conns(t)
 	}
 	rss1, stack1 := settle()
-	r := relay.NewGoroutine()
 	for _, p := range pairs {
 		p.Start(t, r, relay.Options{IdleTimeout: time.Hour, FinTimeout: time.Minute})
-		if os.Getenv("NOTRAFFIC") == "" {
 		roundTrip(t, p.Client, p.Node, "ping")
 		roundTrip(t, p.Node, p.Client, "pong")
-		}
 	}
 	eventually(t, func() bool { return relay.BuffersOut() == 0 && relay.PipesOut() == 0 })
 	rss2, stack2 := settle()
 	per := func(a, b uint64) float64 { return float64(int64(b)-int64(a)) / float64(n) }
-	t.Logf("%d conns: 4 sockets each (2 test ends + the relay's 2): %.0f B RSS per conn", n, per(rss0, rss1))
-	t.Logf("relaying them while idle (3 goroutines each): +%.0f B RSS, +%.0f B stack per conn", per(rss1, rss2), per(stack1, stack2))
-	t.Logf("relay + its 2 conns (half of the sockets' share): %.0f B per idle relayed conn", per(rss1, rss2)+per(rss0, rss1)/2)
-	t.Logf("stacks before relaying %d B, after %d B", stack0, stack2)
+	conns := per(rss0, rss1)
+	t.Logf("%d conns, 4 sockets each (2 test ends, the relay's 2): %.0f B RSS per conn", n, conns)
+	t.Logf("relaying, idle (2 goroutines, one the caller's): +%.0f B RSS, of which %.0f B stack, per conn",
+		per(rss1, rss2), per(stack1, stack2))
+	t.Logf("relay + its 2 sockets' share: %.0f B per idle relayed conn", per(rss1, rss2)+conns/2)
+}
+
+// grownCaller calls Relay from a stack grown like a dialling goroutine's.
+type grownCaller struct{ r relay.Relay }
+
+func (g grownCaller) Relay(client, node *net.TCPConn, opt relay.Options) relay.Result {
+	growStack(40)
+	return g.r.Relay(client, node, opt)
+}
+
+// growStack uses about n*200 bytes of stack.
+//
+//go:noinline
+func growStack(n int) byte {
+	var b [200]byte
+	b[n%200] = byte(n)
+	if n == 0 {
+		return b[0]
+	}
+	return growStack(n-1) + b[n%200]
 }
 
 func readRSS(t *testing.T) uint64 {

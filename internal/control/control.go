@@ -1,0 +1,292 @@
+// Package control adapts the running balancer (*proxy.Server plus the
+// reload function that SIGHUP uses) to the admin API's Controller
+// interface. It translates between the admin documents and the proxy,
+// cluster and config types, and maps their errors onto admin's sentinels.
+package control
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/protobalance/protobalance/internal/admin"
+	"github.com/protobalance/protobalance/internal/cluster"
+	"github.com/protobalance/protobalance/internal/config"
+	"github.com/protobalance/protobalance/internal/proxy"
+)
+
+var _ admin.Controller = (*Controller)(nil)
+
+// Controller implements admin.Controller over a running proxy.Server. Its
+// methods are safe for concurrent use; changes are serialised, so two API
+// requests never interleave their checks and edits.
+type Controller struct {
+	srv     *proxy.Server
+	reload  func() error
+	started time.Time
+	version string
+
+	mu sync.Mutex // serialises changes (node edits, switches, reloads)
+}
+
+// Options are the parts of the process the Controller reports or calls.
+type Options struct {
+	// Reload reloads the configuration file, the same function SIGHUP
+	// calls; nil answers POST /api/reload with 501.
+	Reload func() error
+	// Started is the process start time (uptime and per-second figures);
+	// zero means now.
+	Started time.Time
+	Version string
+}
+
+// New returns a Controller over srv.
+func New(srv *proxy.Server, opt Options) *Controller {
+	if opt.Started.IsZero() {
+		opt.Started = time.Now()
+	}
+	return &Controller{srv: srv, reload: opt.Reload, started: opt.Started, version: opt.Version}
+}
+
+// Status implements admin.Controller.
+func (c *Controller) Status() admin.Status {
+	return admin.Status{Version: c.version, Started: c.started}
+}
+
+// Clusters implements admin.Controller.
+func (c *Controller) Clusters() []admin.Cluster {
+	cs := c.srv.Clusters()
+	out := make([]admin.Cluster, 0, len(cs))
+	for _, cl := range cs {
+		out = append(out, clusterDoc(cl))
+	}
+	return out
+}
+
+// Cluster implements admin.Controller.
+func (c *Controller) Cluster(name string) (admin.Cluster, error) {
+	cl := c.srv.Cluster(name)
+	if cl == nil {
+		return admin.Cluster{}, fmt.Errorf("%w: no cluster %q", admin.ErrNotFound, name)
+	}
+	return clusterDoc(cl), nil
+}
+
+func clusterDoc(cl *cluster.Cluster) admin.Cluster {
+	d := admin.Cluster{Name: cl.Name, Algorithm: cl.Config.Algorithm, Affinity: cl.Config.Affinity,
+		Nodes: make([]admin.Node, 0, len(cl.Nodes))}
+	for i, n := range cl.Nodes {
+		nc := cl.Config.Nodes[i]
+		d.Nodes = append(d.Nodes, admin.Node{
+			Name:        n.Name,
+			Address:     nc.Address(),
+			State:       n.State().String(),
+			Available:   n.Available(),
+			Weight:      n.Weight(),
+			Fallover:    cl.Fallover(i),
+			Standby:     nc.Standby,
+			MaxConns:    nc.MaxConns,
+			Active:      n.Stats.Active.Load(),
+			Total:       n.Stats.Total.Load(),
+			Failures:    n.Stats.Failures.Load(),
+			BytesIn:     n.Stats.BytesIn.Load(),
+			BytesOut:    n.Stats.BytesOut.Load(),
+			ConnRate:    n.Stats.ConnRate.Value(),
+			TrafficRate: n.Stats.TrafficRate.Value(),
+			ConnectMS:   n.Stats.ConnectMS.Value(),
+		})
+	}
+	return d
+}
+
+// Listeners implements admin.Controller.
+func (c *Controller) Listeners() []admin.Listener {
+	ls := c.srv.Listeners()
+	out := make([]admin.Listener, 0, len(ls))
+	for _, l := range ls {
+		d := admin.Listener{Name: l.Name(), Bind: l.Bind().String(), Cluster: l.Cluster().Name,
+			Accepted: l.Stats.Accepted.Load(), Active: l.Stats.Active.Load(),
+			NoNode: l.Stats.NoNode.Load(), Refused: l.Stats.Refused.Load(), Addrs: []string{}}
+		for _, a := range l.Addrs() {
+			d.Addrs = append(d.Addrs, a.String())
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// node finds a node of the current version of a cluster.
+func (c *Controller) node(clusterName, name string) (*cluster.Node, error) {
+	cl := c.srv.Cluster(clusterName)
+	if cl == nil {
+		return nil, fmt.Errorf("%w: no cluster %q", admin.ErrNotFound, clusterName)
+	}
+	n, _ := cl.Node(name)
+	if n == nil {
+		return nil, fmt.Errorf("%w: cluster %q has no node %q", admin.ErrNotFound, clusterName, name)
+	}
+	return n, nil
+}
+
+// SetNodeState implements admin.Controller. The node is changed in place:
+// a reload carries the same node over and keeps the state unless the file
+// changed that node's state key.
+func (c *Controller) SetNodeState(clusterName, name, state string) error {
+	st, err := cluster.ParseState(state)
+	if err != nil {
+		return fmt.Errorf("%w: %v", admin.ErrInvalid, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.node(clusterName, name)
+	if err != nil {
+		return err
+	}
+	n.SetState(st)
+	return nil
+}
+
+// SetNodeWeight implements admin.Controller (in place, like SetNodeState).
+func (c *Controller) SetNodeWeight(clusterName, name string, weight int) error {
+	if weight < 0 {
+		return fmt.Errorf("%w: weight %d: must be >= 0", admin.ErrInvalid, weight)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.node(clusterName, name)
+	if err != nil {
+		return err
+	}
+	n.SetWeight(weight)
+	return nil
+}
+
+// AddNode implements admin.Controller: the node is validated like a
+// [[cluster.node]] table (config.NodeFromAPI), then checked against the
+// running cluster (unique name, existing fall-over node).
+func (c *Controller) AddNode(clusterName string, spec admin.NodeSpec) error {
+	n, err := config.NodeFromAPI(config.APINode{Name: spec.Name, Address: spec.Address, Weight: spec.Weight,
+		Fallover: spec.Fallover, Standby: spec.Standby, MaxConns: spec.MaxConns, State: spec.State})
+	if err != nil {
+		return fmt.Errorf("%w: %v", admin.ErrInvalid, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cl := c.srv.Cluster(clusterName)
+	if cl == nil {
+		return fmt.Errorf("%w: no cluster %q", admin.ErrNotFound, clusterName)
+	}
+	if old, _ := cl.Node(n.Name); old != nil {
+		return fmt.Errorf("%w: cluster %q already has a node %q", admin.ErrConflict, clusterName, n.Name)
+	}
+	if n.Fallover != "" {
+		if fo, _ := cl.Node(n.Fallover); fo == nil {
+			return fmt.Errorf("%w: fallover %q: cluster %q has no such node", admin.ErrInvalid, n.Fallover, clusterName)
+		}
+	}
+	return mapProxyErr(c.srv.AddNode(clusterName, n))
+}
+
+// RemoveNode implements admin.Controller.
+func (c *Controller) RemoveNode(clusterName, name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cl := c.srv.Cluster(clusterName)
+	if cl == nil {
+		return fmt.Errorf("%w: no cluster %q", admin.ErrNotFound, clusterName)
+	}
+	if n, _ := cl.Node(name); n == nil {
+		return fmt.Errorf("%w: cluster %q has no node %q", admin.ErrNotFound, clusterName, name)
+	}
+	if len(cl.Nodes) == 1 {
+		return fmt.Errorf("%w: cluster %q: cannot remove its last node", admin.ErrConflict, clusterName)
+	}
+	return mapProxyErr(c.srv.RemoveNode(clusterName, name))
+}
+
+// SwitchListener implements admin.Controller.
+func (c *Controller) SwitchListener(listener, clusterName string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.srv.Listener(listener) == nil {
+		return fmt.Errorf("%w: no listener %q", admin.ErrNotFound, listener)
+	}
+	if c.srv.Cluster(clusterName) == nil {
+		// A 400, not a 404: the resource addressed (the listener) exists.
+		return fmt.Errorf("%w: no cluster %q to switch listener %q to", admin.ErrInvalid, clusterName, listener)
+	}
+	return mapProxyErr(c.srv.SwitchListener(listener, clusterName))
+}
+
+// Reload implements admin.Controller: the same function as SIGHUP. A file
+// that does not validate is reported problem by problem (FILE:LINE:
+// message); any other failure (a port that cannot be bound) as one.
+func (c *Controller) Reload() error {
+	if c.reload == nil {
+		return fmt.Errorf("%w: this process has no configuration file to reload", admin.ErrUnsupported)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := c.reload()
+	if err == nil {
+		return nil
+	}
+	var errs config.Errors
+	if errors.As(err, &errs) {
+		re := &admin.ReloadError{}
+		for _, e := range errs {
+			re.Problems = append(re.Problems, e.Error())
+		}
+		return re
+	}
+	return &admin.ReloadError{Problems: []string{err.Error()}}
+}
+
+// mapProxyErr maps proxy errors onto admin's sentinels.
+func mapProxyErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, proxy.ErrNotFound):
+		return fmt.Errorf("%w: %v", admin.ErrNotFound, err)
+	}
+	return err
+}
+
+// Affinity implements admin.Controller. The affinity table is not part of
+// this build yet (seam: issue F5); the answer says why there is no record.
+func (c *Controller) Affinity(netip.Addr) (admin.AffinityRecord, error) {
+	return admin.AffinityRecord{}, c.noAffinity()
+}
+
+// ForgetAffinity implements admin.Controller (see Affinity).
+func (c *Controller) ForgetAffinity(netip.Addr) error { return c.noAffinity() }
+
+func (c *Controller) noAffinity() error {
+	for _, cl := range c.srv.Config().Clusters {
+		if cl.Affinity {
+			return fmt.Errorf("%w: cluster %q has affinity enabled, but this build has no affinity table yet",
+				admin.ErrUnsupported, cl.Name)
+		}
+	}
+	return fmt.Errorf("%w: no cluster has affinity enabled", admin.ErrNotFound)
+}
+
+// Bans implements admin.Controller. The abuse guard is not part of this
+// build yet (seam: F13).
+func (c *Controller) Bans() ([]admin.Ban, error) { return nil, c.noBans() }
+
+// LiftBan implements admin.Controller (see Bans).
+func (c *Controller) LiftBan(netip.Addr) error { return c.noBans() }
+
+func (c *Controller) noBans() error {
+	for _, l := range c.srv.Config().Listeners {
+		if l.MaxConnRate > 0 {
+			return fmt.Errorf("%w: listener %q sets max_conn_rate, but this build has no abuse guard yet",
+				admin.ErrUnsupported, l.Name)
+		}
+	}
+	return fmt.Errorf("%w: no listener bans clients (max_conn_rate is 0 everywhere)", admin.ErrNotFound)
+}
