@@ -368,11 +368,11 @@ func (c *apiClient) do(method, path string, body, out any) ([]byte, error) {
 		if json.Unmarshal(raw, &ed) != nil || ed.Message == "" {
 			return nil, fmt.Errorf("admin API: %s %s: %s", method, path, resp.Status)
 		}
-		msg := ed.Message
+		msg := fmt.Sprintf("%s (%d %s)", ed.Message, resp.StatusCode, ed.Code)
 		for _, d := range ed.Details {
 			msg += "\n  " + d
 		}
-		return nil, fmt.Errorf("%s (%d %s)", msg, resp.StatusCode, ed.Code)
+		return nil, errors.New(msg)
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {

@@ -3,6 +3,8 @@
 //	protobalance run -c FILE     run in the foreground
 //	protobalance check -c FILE   validate a config file
 //	protobalance demo            three demo nodes and a balancer on loopback
+//	protobalance ctl ...         drive a running balancer through its admin API
+//	protobalance report          the executor-style report of a running balancer
 //	protobalance version
 package main
 
@@ -24,6 +26,10 @@ commands:
   run -c FILE        run the balancer in the foreground (logs to stderr)
   check -c FILE      validate FILE; exit 1 with FILE:LINE: message when invalid
   demo [--listen A]  three built-in demo nodes behind a balancer on loopback
+  ctl [--admin A] COMMAND
+                     change node state/weight, add/remove nodes, switch a
+                     listener's cluster, reload, show affinity and bans
+  report [--admin A] the executor-style report of a running balancer
   version            print the version
 
 Run 'protobalance <command> -h' for a command's flags.
@@ -49,6 +55,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdCheck(rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(rest, stdout, stderr)
+	case "ctl":
+		err = cmdCtl(rest, stdout, stderr)
+	case "report":
+		err = cmdReport(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "protobalance", versionString())
 	case "help", "-h", "--help":

@@ -112,7 +112,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 // unknown fields, nothing after the object.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		// curl -d sends application/x-www-form-urlencoded unless told
+		// otherwise; the body is parsed as strict JSON all the same.
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || !jsonish[mt] {
 			return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type",
 				"Content-Type %q: send application/json", ct)
 		}
@@ -127,6 +129,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	}
 	return decodeJSON(data, v)
 }
+
+// jsonish are the request content types read as JSON.
+var jsonish = map[string]bool{"application/json": true, "application/x-www-form-urlencoded": true, "text/plain": true}
 
 // decodeJSON is the pure part of decodeBody (fuzzed): strict decoding of
 // exactly one JSON object.

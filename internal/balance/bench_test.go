@@ -49,6 +49,7 @@ func BenchmarkPick(b *testing.B) {
 					p := c.params(nil)
 					p.LoadRating = bc.rating
 					pol := mustNew(b, bc.alg, p)
+					pol.Pick(clients[0], c.cands) // fill min-load's rating cache
 					b.ReportAllocs()
 					if mode == "serial" {
 						runtime.LockOSThread()

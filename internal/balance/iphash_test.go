@@ -234,3 +234,30 @@ func TestLn(t *testing.T) {
 		check(math.Nextafter(m, 2) / 2)
 	}
 }
+
+func TestIPHashGolden(t *testing.T) {
+	// Fixed answers for key "web" over a..e of weights 1..5. Twin balancers
+	// agree only while every version computes these: a change here is a
+	// change of the mapping (clients move on upgrade), never a refactoring.
+	c := newCluster(1, 2, 3, 4, 5)
+	pol := newIPHashFor(t, "web", c)
+	for _, tc := range []struct{ ip, node string }{
+		{"192.0.2.1", "d"},
+		{"192.0.2.2", "a"},
+		{"198.51.100.77", "c"},
+		{"203.0.113.254", "e"},
+		{"10.1.2.3", "e"},
+		{"2001:db8::1", "b"},
+		{"2001:db8::2", "d"},
+		{"2001:db8:85a3::8a2e:370:7334", "e"},
+		{"::ffff:198.51.100.77", "c"}, // IPv4-mapped: the IPv4 client's node
+		{"fe80::1%eth0", "d"},         // the zone is ignored
+	} {
+		if got := c.cands[pol.Pick(netip.MustParseAddr(tc.ip), c.cands)].Name; got != tc.node {
+			t.Errorf("%s: %s, want %s", tc.ip, got, tc.node)
+		}
+	}
+	if pol.Pick(netip.MustParseAddr("fe80::1"), c.cands) != pol.Pick(netip.MustParseAddr("fe80::1%eth0"), c.cands) {
+		t.Error("a zone changes the node")
+	}
+}

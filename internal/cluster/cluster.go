@@ -5,12 +5,14 @@ package cluster
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/protobalance/protobalance/internal/balance"
 	"github.com/protobalance/protobalance/internal/config"
+	"github.com/protobalance/protobalance/internal/health"
 )
 
 // Cluster is one version of a cluster: its configuration, its nodes in
@@ -27,6 +29,12 @@ type Cluster struct {
 	// cluster never falls over and never marks nodes down (F6).
 	PortLess bool
 
+	// Health is the cluster's active health checker, nil without a check.
+	// Versions with an unchanged check share it (see newChecker).
+	Health        *health.Checker
+	healthTargets []health.Target
+	newHealth     bool
+
 	// Per node, by index in Nodes: the node's place in this cluster.
 	fallover []int // index of the next node of the chain, or -1
 	standby  []bool
@@ -40,7 +48,7 @@ type Cluster struct {
 // are carried over with their live state; for them, weight and state are
 // taken from c only where the file changed them since prev.Config, so a
 // change made at run time holds until the file changes that same key.
-func New(c *config.Cluster, prev *Cluster) (*Cluster, error) {
+func New(c *config.Cluster, prev *Cluster, log *slog.Logger) (*Cluster, error) {
 	cl := &Cluster{Name: c.Name, Config: *c}
 	index := make(map[string]int, len(c.Nodes))
 	for i, nc := range c.Nodes {
@@ -80,6 +88,7 @@ func New(c *config.Cluster, prev *Cluster) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster %q: %w", c.Name, err)
 	}
 	cl.Policy = p
+	cl.newChecker(prev, log)
 	cl.scratch.New = func() any { return cl.newAttempt() }
 	return cl, nil
 }

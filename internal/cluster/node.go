@@ -66,6 +66,8 @@ type Node struct {
 	// downUntil is 0 while the node is available; otherwise the unix-nano
 	// time from which one connection may probe it again (see usable).
 	downUntil atomic.Int64
+	// checkDown is set while the cluster's health check holds the node down.
+	checkDown atomic.Bool
 
 	Stats stats.Node
 
@@ -94,8 +96,9 @@ func (n *Node) SetState(s State) {
 	}
 }
 
-// Available reports whether the node has not been marked unavailable.
-func (n *Node) Available() bool { return n.downUntil.Load() == 0 }
+// Available reports whether the node is neither marked unavailable by a
+// failed connect nor held down by its health check.
+func (n *Node) Available() bool { return n.downUntil.Load() == 0 && !n.checkDown.Load() }
 
 // MarkDown records a failed connect: the node is skipped until retry has
 // passed.
@@ -115,7 +118,7 @@ func (n *Node) MarkUp() {
 // retry time has passed: the caller that wins the race pushes the retry time
 // forward, so the others keep skipping it until the probe's outcome is known.
 func (n *Node) usable(now int64, retry time.Duration, maxConns int, claimProbe bool) bool {
-	if n.State() != Green {
+	if n.State() != Green || n.checkDown.Load() {
 		return false
 	}
 	if maxConns > 0 && n.Stats.Active.Load() >= int64(maxConns) {

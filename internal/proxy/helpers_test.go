@@ -39,7 +39,13 @@ type server struct {
 
 func startServer(t testing.TB, name string, handle func(s *server, c *net.TCPConn)) *server {
 	t.Helper()
-	ln, err := net.Listen("tcp", nodeIP+":0")
+	return startServerAt(t, name, nodeIP+":0", handle)
+}
+
+// startServerAt is startServer on a given address (to revive a node).
+func startServerAt(t testing.TB, name, addr string, handle func(s *server, c *net.TCPConn)) *server {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

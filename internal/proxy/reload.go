@@ -26,7 +26,7 @@ import (
 func (s *Server) Apply(cfg *config.Config, maxConns int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	clusters, err := buildClusters(cfg, s.clusters)
+	clusters, err := buildClusters(cfg, s.clusters, s.log)
 	if err != nil {
 		return err
 	}
@@ -66,6 +66,9 @@ func (s *Server) Apply(cfg *config.Config, maxConns int) error {
 		s.retired = append(s.retired, l)
 	}
 	s.global.setLimit(maxConns)
+	if s.started {
+		swapHealth(s.clusters, clusters)
+	}
 	s.cfg, s.clusters, s.listeners = cfg, clusters, next
 	if s.started {
 		for _, l := range opened {

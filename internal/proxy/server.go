@@ -15,6 +15,7 @@ import (
 
 	"github.com/protobalance/protobalance/internal/cluster"
 	"github.com/protobalance/protobalance/internal/config"
+	"github.com/protobalance/protobalance/internal/health"
 	"github.com/protobalance/protobalance/internal/relay"
 )
 
@@ -56,7 +57,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	}
 	s := &Server{log: opt.Log, relay: opt.Relay, cfg: cfg}
 	s.global = newGate(max(opt.MaxConns, 0))
-	clusters, err := buildClusters(cfg, nil)
+	clusters, err := buildClusters(cfg, nil, opt.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -69,10 +70,10 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 }
 
 // buildClusters builds every cluster of cfg, carrying nodes over from prev.
-func buildClusters(cfg *config.Config, prev map[string]*cluster.Cluster) (map[string]*cluster.Cluster, error) {
+func buildClusters(cfg *config.Config, prev map[string]*cluster.Cluster, log *slog.Logger) (map[string]*cluster.Cluster, error) {
 	out := make(map[string]*cluster.Cluster, len(cfg.Clusters))
 	for i := range cfg.Clusters {
-		c, err := cluster.New(&cfg.Clusters[i], prev[cfg.Clusters[i].Name])
+		c, err := cluster.New(&cfg.Clusters[i], prev[cfg.Clusters[i].Name], log)
 		if err != nil {
 			return nil, err
 		}
@@ -153,8 +154,28 @@ func (s *Server) Start() error {
 	for _, l := range s.listeners {
 		l.serve()
 	}
+	for _, c := range s.clusters {
+		c.StartHealth()
+	}
 	s.started = true
 	return nil
+}
+
+// swapHealth starts the checkers the new cluster versions brought and
+// stops those no version uses any more.
+func swapHealth(old, next map[string]*cluster.Cluster) {
+	kept := make(map[*health.Checker]bool)
+	for _, c := range next {
+		kept[c.Health] = true
+	}
+	for _, c := range old {
+		if c.Health != nil && !kept[c.Health] {
+			c.Health.Stop()
+		}
+	}
+	for _, c := range next {
+		c.StartHealth()
+	}
 }
 
 // openAll binds every listener or, on the first failure, none.
@@ -175,6 +196,7 @@ func openAll(ls []*Listener) error {
 func (s *Server) Shutdown(ctx context.Context) {
 	s.mu.Lock()
 	all := append(slices.Clone(s.listeners), s.retired...)
+	swapHealth(s.clusters, nil)
 	s.mu.Unlock()
 	for _, l := range all {
 		l.closeSockets()

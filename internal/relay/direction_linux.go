@@ -189,7 +189,7 @@ func (d *direction) readIn(fd int) bool {
 // goes back to the pool before the direction parks.
 func (d *direction) spliceIn(fd int) bool {
 	for {
-		n, err := unix.Splice(fd, nil, d.p.w, nil, pipeSize, spliceFlags)
+		n, err := unix.Splice(fd, nil, d.p.w, nil, maxSplice, spliceFlags)
 		switch {
 		case err == unix.EINTR:
 			continue

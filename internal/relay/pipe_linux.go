@@ -9,16 +9,23 @@ import (
 )
 
 const (
-	// pipeSize is the capacity asked of each splice pipe, and the most
-	// one splice(2) moves: 64 KiB is the kernel default, so F_SETPIPE_SZ
-	// only matters where the default was lowered; its failure (the
-	// per-user pipe page limit) is harmless, splice then moves less.
+	// pipeSize is the capacity asked of each splice pipe: 64 KiB is the
+	// kernel default, so F_SETPIPE_SZ only matters where the default was
+	// lowered; its failure (the per-user pipe page limit) is harmless,
+	// splice then moves less per call.
 	pipeSize = 64 << 10
 
 	// maxIdlePipes bounds the pool: at most 2*maxIdlePipes descriptors
 	// sit idle (256 of a 20,000 limit). Pipes beyond it are closed on
 	// return, so a burst of bulk flows does not pin descriptors.
 	maxIdlePipes = 128
+
+	// maxSplice is the most one splice(2) from a socket is asked to move.
+	// A pipe has 16 slots and loopback or GRO segments can fill a slot
+	// with more than a page, so asking for more than pipeSize moves more
+	// per call (Go's own splice asks for 1 MiB); the kernel stops when the
+	// slots are full.
+	maxSplice = 1 << 20
 
 	spliceFlags = unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK
 )
