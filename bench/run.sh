@@ -5,6 +5,8 @@
 #
 # Environment (all optional):
 #   ROUNDS=5          rounds (QUICK=1: 2)
+#   BUDGET=720        seconds after which no new round starts (QUICK=1: 90), so a slow,
+#                     noisy machine still ends near 15 minutes (2 for QUICK) with fewer rounds
 #   QUICK=1           ~2-minute smoke run with smaller scenarios
 #   OUT=DIR           where results.jsonl, table.md and logs go (default: a new /tmp/pbbench.* dir)
 #   BASE_PORT=23000   nodes listen on BASE_PORT+1, balancers on BASE_PORT+10 (must be < 32768)
@@ -20,11 +22,11 @@ cd "$ROOT"
 
 QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
-	ROUNDS=${ROUNDS:-2}
+	ROUNDS=${ROUNDS:-2} BUDGET=${BUDGET:-90}
 	SHORT_N=${SHORT_N:-8000} KA_N=${KA_N:-40000} BULK_STREAMS=${BULK_STREAMS:-2} LAT_N=${LAT_N:-1000}
 	BULK_BYTES=${BULK_BYTES:-134217728} IDLE_HOLD=${IDLE_HOLD:-1s}
 else
-	ROUNDS=${ROUNDS:-5}
+	ROUNDS=${ROUNDS:-5} BUDGET=${BUDGET:-720}
 fi
 SHORT_N=${SHORT_N:-30000} SHORT_C=${SHORT_C:-50}
 KA_N=${KA_N:-150000} KA_C=${KA_C:-50}
@@ -274,6 +276,10 @@ log "targets: ${TARGETS[*]}; $ROUNDS rounds; results in $RESULTS"
 
 SCENARIOS=(idle short keepalive bulk latency) # idle first: fresh balancers give a clean RSS delta
 for ((round = 1; round <= ROUNDS; round++)); do
+	if ((round > 1 && SECONDS > BUDGET)); then
+		loud "time budget of ${BUDGET}s spent after $((round - 1)) of $ROUNDS rounds: stopping here"
+		break
+	fi
 	log "round $round/$ROUNDS"
 	# Direct "start" is the probe's own floor: exec + one round trip to a running node.
 	record "{\"round\":$round,\"target\":\"direct\",\"scenario\":\"start\",\"res\":$("$LOADGEN" probe -target "$NODES" -since "$EPOCHREALTIME" -max 10s)}"

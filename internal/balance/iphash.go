@@ -20,7 +20,8 @@ import (
 // the same key, node names and weights agree without sharing anything.
 //
 // Hashing: the key string (Params.HashKey) is stretched by SHA-256 into two
-// 128-bit SipHash-2-4 keys, one for client IPs and one for node names. The
+// 128-bit SipHash-2-4 keys, bytes 0–15 for client IPs and 16–31 for node
+// names (each read as two little-endian uint64, k0 then k1). The
 // client IP is hashed once per pick in its 16-byte form: IPv4 as the
 // IPv4-mapped IPv6 address ::ffff:a.b.c.d (so a client reaching a
 // dual-stack listener hashes the same either way), the zone ignored. Each
@@ -31,8 +32,8 @@ import (
 //
 // Scores of equal-weight candidates are compared as integers; ln (our own,
 // bit-identical on every architecture) is taken only for the best candidate
-// of each distinct weight, so a cluster of equal weights computes none. Pick takes no lock, reads no clock and does not
-// allocate.
+// of each distinct weight, so a cluster of equal weights computes none.
+// Pick takes no lock, reads no clock and does not allocate.
 type ipHash struct {
 	ipKey [2]uint64
 	nodes []nodeHash // by node ID

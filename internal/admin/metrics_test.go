@@ -1,0 +1,167 @@
+package admin_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// exposition is a parsed /metrics answer: sample values by series as
+// written ("name{label=\"v\",...}"), and the TYPE of each family.
+type exposition struct {
+	values map[string]float64
+	types  map[string]string
+}
+
+var sampleRE = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (\S+)$`)
+
+// parseExposition checks the text format line by line: HELP then TYPE
+// once per family before its samples, samples well-formed, every name
+// protobalance_*, no series twice.
+func parseExposition(t *testing.T, text []byte) exposition {
+	t.Helper()
+	e := exposition{values: map[string]float64{}, types: map[string]string{}}
+	helped := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(text))
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "# HELP "):
+			name, _, _ := strings.Cut(strings.TrimPrefix(line, "# HELP "), " ")
+			if helped[name] {
+				t.Errorf("HELP twice for %s", name)
+			}
+			helped[name] = true
+		case strings.HasPrefix(line, "# TYPE "):
+			f := strings.Fields(strings.TrimPrefix(line, "# TYPE "))
+			if len(f) != 2 || !helped[f[0]] || e.types[f[0]] != "" || (f[1] != "counter" && f[1] != "gauge") {
+				t.Errorf("bad TYPE line %q", line)
+			}
+			e.types[f[0]] = f[1]
+		default:
+			m := sampleRE.FindStringSubmatch(line)
+			if m == nil {
+				t.Errorf("malformed sample %q", line)
+				continue
+			}
+			if !strings.HasPrefix(m[1], "protobalance_") {
+				t.Errorf("metric %s is not protobalance_*", m[1])
+			}
+			if e.types[m[1]] == "" {
+				t.Errorf("sample %q before its TYPE", line)
+			}
+			v, err := strconv.ParseFloat(m[3], 64)
+			if err != nil {
+				t.Errorf("value in %q: %v", line, err)
+			}
+			key := m[1] + m[2]
+			if _, dup := e.values[key]; dup {
+				t.Errorf("series %s twice", key)
+			}
+			e.values[key] = v
+		}
+	}
+	return e
+}
+
+func (e exposition) get(t *testing.T, series string) float64 {
+	t.Helper()
+	v, ok := e.values[series]
+	if !ok {
+		t.Errorf("no series %s", series)
+		return math.NaN()
+	}
+	return v
+}
+
+func TestMetricsAfterConnections(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	const conns = 10
+	payload := bytes.Repeat([]byte("0123456789"), 100) // 1,000 bytes each way
+	perNode := map[string]int{}
+	for range conns {
+		name, err := roundTrip(f.listenerAddr("web"), payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		perNode[name]++
+	}
+	// A connection that finds no node: all of B red.
+	f.call(t, "PUT", "/api/clusters/B/nodes/b1", `{"state":"red"}`)
+	f.call(t, "PUT", "/api/clusters/B/nodes/b2", `{"state":"yellow"}`)
+	if _, _, _, err := session(f.listenerAddr("other")); err == nil {
+		t.Fatal("listener other: a node answered with every node down")
+	}
+	var e exposition
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st, body, hdr := f.call(t, "GET", "/metrics", "")
+		if st != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/plain; version=0.0.4") {
+			t.Fatalf("GET /metrics: %d %s", st, hdr.Get("Content-Type"))
+		}
+		e = parseExposition(t, body)
+		if e.values[`protobalance_listener_active_connections{listener="web"}`] == 0 &&
+			e.values[`protobalance_listener_no_node_total{listener="other"}`] == 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	node := func(m, n string) string { return fmt.Sprintf(`protobalance_%s{cluster="A",node="%s"}`, m, n) }
+	for _, n := range []string{"a1", "a2"} {
+		if got := e.get(t, node("node_connections_total", n)); got != float64(perNode[n]) {
+			t.Errorf("%s connections_total %v, want %d", n, got, perNode[n])
+		}
+		want := float64(perNode[n] * len(payload))
+		if got := e.get(t, node("node_bytes_in_total", n)); got != want {
+			t.Errorf("%s bytes_in %v, want %v", n, got, want)
+		}
+		// Out: the echo plus the node's greeting line "a1\n".
+		if got := e.get(t, node("node_bytes_out_total", n)); got != want+float64(perNode[n]*3) {
+			t.Errorf("%s bytes_out %v, want %v", n, got, want+float64(perNode[n]*3))
+		}
+		for series, want := range map[string]float64{
+			node("node_active_connections", n): 0, node("node_connect_failures_total", n): 0,
+			node("node_available", n): 1, node("node_weight", n): 1,
+			fmt.Sprintf(`protobalance_node_state{cluster="A",node="%s",state="green"}`, n):  1,
+			fmt.Sprintf(`protobalance_node_state{cluster="A",node="%s",state="yellow"}`, n): 0,
+		} {
+			if got := e.get(t, series); got != want {
+				t.Errorf("%s = %v, want %v", series, got, want)
+			}
+		}
+	}
+	for series, want := range map[string]float64{
+		`protobalance_listener_accepted_total{listener="web"}`:          conns,
+		`protobalance_listener_active_connections{listener="web"}`:      0,
+		`protobalance_listener_no_node_total{listener="web"}`:           0,
+		`protobalance_listener_accepted_total{listener="other"}`:        1,
+		`protobalance_listener_no_node_total{listener="other"}`:         1,
+		`protobalance_listener_cluster{listener="web",cluster="A"}`:     1,
+		`protobalance_node_state{cluster="B",node="b1",state="red"}`:    1,
+		`protobalance_node_state{cluster="B",node="b1",state="green"}`:  0,
+		`protobalance_node_state{cluster="B",node="b2",state="yellow"}`: 1,
+	} {
+		if got := e.get(t, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+	if e.types["protobalance_node_connections_total"] != "counter" || e.types["protobalance_goroutines"] != "gauge" {
+		t.Errorf("types: %v", e.types)
+	}
+	if g := e.get(t, "protobalance_goroutines"); g < 5 {
+		t.Errorf("goroutines %v", g)
+	}
+	if rss := e.get(t, "protobalance_resident_memory_bytes"); rss < 1<<20 {
+		t.Errorf("rss %v", rss)
+	}
+	if fds := e.get(t, "protobalance_open_fds"); fds < 5 {
+		t.Errorf("open fds %v", fds)
+	}
+	if st := e.get(t, "protobalance_start_time_seconds"); math.Abs(st-float64(time.Now().Unix())) > 60 {
+		t.Errorf("start time %v", st)
+	}
+}
