@@ -187,8 +187,9 @@ address = "127.0.9.3:$NODE_PORT"
 EOF
 
 # --- measurement helpers ---------------------------------------------------
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime+stime, all threads
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# utime+stime of all threads; 0 when the process has gone (alive() reports that).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+rss_kb() { awk '/^VmRSS:/ {v = $2} END {print v + 0}' "/proc/$1/status" 2>/dev/null || echo 0; }
 addr_of() { case $1 in direct) echo "$NODES" ;; protobalance) echo "$PB_ADDR" ;; haproxy) echo "$HAP_ADDR" ;; esac; }
 pid_of() { case $1 in protobalance) echo "$PB_PID" ;; haproxy) echo "$HAP_PID" ;; *) echo "" ;; esac; }
 record() { echo "$1" >>"$RESULTS"; }

@@ -97,7 +97,7 @@ type Result struct {
 // {"error": {"code": "not_found", "message": "...", "details": [...]}}, in
 // XML <error><code>…</code><message>…</message><detail>…</detail></error>.
 type ErrorDoc struct {
-	XMLName   struct{} `json:"-" xml:"error"`
+	XMLName   struct{}       `json:"-" xml:"error"`
 	ErrorBody `json:"error"` // flattened into <error> by encoding/xml
 }
 

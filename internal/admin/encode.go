@@ -53,6 +53,7 @@ func writeDoc(w http.ResponseWriter, r *http.Request, status int, doc any) {
 	} else {
 		enc := json.NewEncoder(&buf)
 		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false) // "weight -1: must be >= 0" stays readable
 		if err := enc.Encode(doc); err != nil {
 			http.Error(w, "encoding failed", http.StatusInternalServerError)
 			return

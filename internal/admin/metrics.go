@@ -180,4 +180,3 @@ func openFDs() int {
 	}
 	return len(names) - 1
 }
-

@@ -51,6 +51,7 @@ func BenchmarkPick(b *testing.B) {
 					pol := mustNew(b, bc.alg, p)
 					pol.Pick(clients[0], c.cands) // fill min-load's rating cache
 					b.ReportAllocs()
+					b.ResetTimer() // b.Loop would; RunParallel does not
 					if mode == "serial" {
 						runtime.LockOSThread()
 						defer runtime.UnlockOSThread()

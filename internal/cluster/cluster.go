@@ -171,6 +171,16 @@ func (c *Cluster) Begin(now time.Time) *Attempt {
 	return a
 }
 
+// Exclude keeps n from being offered by this attempt: a node that already
+// failed this connection in an earlier attempt. Like a failed dial, it
+// makes n's fall-over chain the next choice.
+func (a *Attempt) Exclude(n *Node) {
+	if _, i := a.c.Node(n.Name); i >= 0 && a.c.Nodes[i] == n {
+		a.tried[i] = true
+		a.last = i
+	}
+}
+
 // Done returns the attempt's scratch space; a must not be used afterwards.
 func (a *Attempt) Done() { a.c.scratch.Put(a) }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -22,9 +21,14 @@ type session struct {
 	mu     sync.Mutex // guards node and closed
 	node   *net.TCPConn
 	closed bool
+
+	// failed lists nodes that closed early on this connection; they are
+	// not offered again to it (nil unless an early close happened).
+	failed []*cluster.Node
+	tries  int // dials made
 }
 
-// Outcomes of a connection, as logged and counted.
+// Outcomes of a connection, as logged.
 const (
 	outcomeRelayed = "relayed"
 	outcomeNoNode  = "no_node"
@@ -38,39 +42,49 @@ var errNoNode = errors.New("no node could take the connection")
 // connection should not keep that stack alive.
 func (ss *session) dispatch() {
 	c := ss.l.Cluster()
-	client := ss.client.RemoteAddr().(*net.TCPAddr).AddrPort()
-	local := ss.client.LocalAddr().(*net.TCPAddr).AddrPort()
 	setKeepAlive(ss.client)
-
-	n, conn, tries, err := ss.dial(c, client.Addr(), local.Port())
+	n, conn, err := ss.dial(c)
 	if err != nil {
-		ss.l.Stats.NoNode.Add(1)
-		ss.client.Close()
-		ss.finish(c, nil, relay.Result{Err: err}, outcomeNoNode, tries)
+		ss.noNode(c, err)
 		ss.l.s.wg.Done()
 		return
 	}
-	go ss.relayAndFinish(c, n, conn, tries)
+	go ss.relayAndFinish(c, n, conn)
+}
+
+func (ss *session) noNode(c *cluster.Cluster, err error) {
+	ss.l.Stats.NoNode.Add(1)
+	ss.client.Close()
+	ss.finish(c, nil, relay.Result{Err: err}, outcomeNoNode)
 }
 
 // dial walks the cluster's candidates until a node accepts the connection,
-// each node at most once and all within dispatch_timeout. A failed dial
-// marks the node down, except in port-less clusters, which never fall over.
-func (ss *session) dial(c *cluster.Cluster, client netip.Addr, localPort uint16) (*cluster.Node, *net.TCPConn, int, error) {
+// each node at most once and all within dispatch_timeout of the accept. A
+// failed dial marks the node down, except in port-less clusters, which
+// never fall over.
+func (ss *session) dial(c *cluster.Cluster) (*cluster.Node, *net.TCPConn, error) {
 	cfg := &c.Config
+	client := ss.client.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
+	localPort := ss.client.LocalAddr().(*net.TCPAddr).AddrPort().Port()
 	deadline := ss.start.Add(cfg.DispatchTimeout)
-	a := c.Begin(ss.start)
+	a := c.Begin(time.Now())
 	defer a.Done()
+	for _, n := range ss.failed {
+		a.Exclude(n)
+	}
 	var lastErr error = errNoNode
-	for tries := 0; ; tries++ {
+	for {
 		n := a.Next(client)
 		if n == nil {
-			return nil, nil, tries, lastErr
+			return nil, nil, lastErr
 		}
 		now := time.Now()
 		timeout := min(cfg.ConnectTimeout, deadline.Sub(now))
 		if timeout <= 0 {
-			return nil, nil, tries, context.DeadlineExceeded
+			return nil, nil, context.DeadlineExceeded
+		}
+		if ss.tries++; ss.tries > 1 {
+			n.Stats.FallIns.Add(1)
 		}
 		// A dial in progress counts as active, so max_conns and the
 		// least-loaded policies see it at once.
@@ -82,41 +96,88 @@ func (ss *session) dial(c *cluster.Cluster, client netip.Addr, localPort uint16)
 			n.Stats.ConnectMS.Observe(time.Since(now))
 			tc := conn.(*net.TCPConn)
 			setKeepAlive(tc)
-			return n, tc, tries + 1, nil
+			return n, tc, nil
 		}
 		lastErr = err
 		n.Stats.Active.Add(-1)
 		n.Stats.Failures.Add(1)
 		if c.PortLess {
-			return nil, nil, tries + 1, err
+			return nil, nil, err
 		}
-		n.MarkDown(time.Now(), cfg.RetryInterval)
-		ss.l.s.log.Info("node unavailable", "cluster", c.Name, "node", n.Name, "err", err, "retry_in", cfg.RetryInterval)
+		ss.markDown(c, n, err)
 	}
 }
 
-func (ss *session) relayAndFinish(c *cluster.Cluster, n *cluster.Node, conn *net.TCPConn, tries int) {
+func (ss *session) markDown(c *cluster.Cluster, n *cluster.Node, err error) {
+	n.MarkDown(time.Now(), c.Config.RetryInterval)
+	n.Stats.MarkedDown.Add(1)
+	ss.l.s.log.Info("node unavailable", "cluster", c.Name, "node", n.Name, "err", err, "retry_in", c.Config.RetryInterval)
+}
+
+// errEarlyClose is logged when a node closed a fresh connection unused.
+var errEarlyClose = errors.New("closed by the node before any byte moved")
+
+// relayAndFinish relays until the connection ends. A node that closes the
+// connection within early_close_window before any byte moved is marked
+// down and the client, which has lost nothing, goes on to the next node.
+func (ss *session) relayAndFinish(c *cluster.Cluster, n *cluster.Node, conn *net.TCPConn) {
 	defer ss.l.s.wg.Done()
+	var pending []byte
+	for {
+		res := ss.relay(c, n, conn, pending)
+		n.Stats.Active.Add(-1)
+		if !res.EarlyClose {
+			ss.finish(c, n, res, outcomeRelayed)
+			return
+		}
+		n.Stats.Failures.Add(1)
+		ss.markDown(c, n, errEarlyClose)
+		ss.failed = append(ss.failed, n)
+		pending = res.Pending
+		var err error
+		if n, conn, err = ss.dial(c); err != nil {
+			ss.noNode(c, err)
+			return
+		}
+	}
+}
+
+// relay runs one relay of the client with conn (after an early close, the
+// client bytes read but not yet sent go first), registered with the node so
+// that turning it red closes the connection.
+func (ss *session) relay(c *cluster.Cluster, n *cluster.Node, conn *net.TCPConn, pending []byte) relay.Result {
 	ss.mu.Lock()
 	ss.node = conn
 	closed := ss.closed
 	ss.mu.Unlock()
 	n.Stats.Total.Add(1)
-	var res relay.Result
 	if closed || !n.Track(ss) {
 		ss.Close()
-		res.Err = net.ErrClosed
-	} else {
-		cfg := &c.Config
-		res = ss.l.s.relay.Relay(ss.client, conn, relay.Options{
-			IdleTimeout: cfg.IdleTimeout,
-			FinTimeout:  cfg.FinTimeout,
-			Count:       func(up, down int64) { n.Stats.AddBytes(uint64(up), uint64(down)) },
-		})
-		n.Untrack(ss)
+		return relay.Result{Err: net.ErrClosed}
 	}
-	n.Stats.Active.Add(-1)
-	ss.finish(c, n, res, outcomeRelayed, tries)
+	defer n.Untrack(ss)
+	cfg := &c.Config
+	early := cfg.EarlyCloseWindow
+	if c.PortLess {
+		early = 0
+	}
+	if len(pending) > 0 {
+		conn.SetWriteDeadline(time.Now().Add(cfg.ConnectTimeout))
+		if _, err := conn.Write(pending); err != nil {
+			ss.Close()
+			return relay.Result{Err: err}
+		}
+		n.Stats.AddBytes(uint64(len(pending)), 0)
+		early = 0 // bytes went to this node: no more fall-over
+	}
+	res := ss.l.s.relay.Relay(ss.client, conn, relay.Options{
+		IdleTimeout: cfg.IdleTimeout,
+		FinTimeout:  cfg.FinTimeout,
+		EarlyClose:  early,
+		Count:       func(up, down int64) { n.Stats.AddBytes(uint64(up), uint64(down)) },
+	})
+	res.Up += int64(len(pending))
+	return res
 }
 
 // Close ends the session from outside (node red, shutdown): both sockets
@@ -139,7 +200,7 @@ func (ss *session) release() {
 	ss.l.s.global.release()
 }
 
-func (ss *session) finish(c *cluster.Cluster, n *cluster.Node, res relay.Result, outcome string, tries int) {
+func (ss *session) finish(c *cluster.Cluster, n *cluster.Node, res relay.Result, outcome string) {
 	ss.l.untrack(ss)
 	ss.release()
 	log := ss.l.s.log
@@ -156,7 +217,7 @@ func (ss *session) finish(c *cluster.Cluster, n *cluster.Node, res relay.Result,
 		slog.String("client", ss.client.RemoteAddr().String()),
 		slog.String("node", node),
 		slog.String("outcome", outcome),
-		slog.Int("tries", tries),
+		slog.Int("tries", ss.tries),
 		slog.Int64("up", res.Up),
 		slog.Int64("down", res.Down),
 		slog.Duration("duration", time.Since(ss.start)),

@@ -75,6 +75,9 @@ func (d *direction) copy() {
 			}
 			return
 		}
+		if !d.earlyCheck() {
+			return
+		}
 		switch {
 		case d.err != nil:
 			d.failed("read", d.err)
@@ -105,6 +108,31 @@ func (d *direction) copy() {
 			d.release() // the buffer is empty; the next read takes a pipe
 		}
 	}
+}
+
+// earlyCheck runs after each read from src, before anything is passed on:
+// the first byte or FIN either way commits the relay, and a close by the
+// node before that may end it as an early close (Options.EarlyClose). It
+// returns false when the direction must stop at once, keeping any client
+// bytes in hand for the caller.
+func (d *direction) earlyCheck() bool {
+	s := d.s
+	if s.early.Load() == earlyCommitted {
+		return true
+	}
+	if !d.up && (d.eof || d.err != nil) && s.abortEarly() {
+		d.release()
+		return false
+	}
+	if s.commit() {
+		return true
+	}
+	if d.up && d.pending > 0 && d.buf != nil { // never a pipe: splice starts past 64 KiB
+		s.pendingUp = append([]byte(nil), d.buf[d.off:d.off+d.pending]...)
+	}
+	d.pending = 0
+	d.release()
+	return false
 }
 
 // watch parks the finished direction on its source until the relay ends

@@ -44,6 +44,10 @@ func (Goroutine) Relay(client, node *net.TCPConn, opt Options) Result {
 	}
 	s.copyNodeToClient()
 	s.wg.Wait()
+	if s.early.Load() == earlyAborted {
+		_ = client.SetDeadline(time.Time{})
+		return Result{EarlyClose: true, Pending: s.pendingUp}
+	}
 	s.closeBoth() // already closed on every path; kept for the contract
 	return Result{Up: s.up.n, Down: s.down.n, Err: s.err}
 }
@@ -53,6 +57,9 @@ func (Goroutine) Relay(client, node *net.TCPConn, opt Options) Result {
 func startSession(client, node *net.TCPConn, opt Options) (*session, error) {
 	s := &session{client: client, node: node, opt: opt, epoch: time.Now()}
 	s.timed = opt.IdleTimeout > 0 || opt.FinTimeout > 0
+	if opt.EarlyClose <= 0 {
+		s.early.Store(earlyCommitted)
+	}
 	s.up = direction{s: s, src: client, dst: node, other: &s.down, up: true}
 	s.down = direction{s: s, src: node, dst: client, other: &s.up}
 	for _, d := range []*direction{&s.up, &s.down} {
@@ -86,6 +93,57 @@ type session struct {
 	err   error // first abnormal end
 
 	up, down direction // client→node, node→client
+
+	// early is the early-close state (see Options.EarlyClose); pendingUp
+	// holds client bytes read but not written when it was aborted.
+	early     atomic.Int32
+	pendingUp []byte
+}
+
+// Early-close states: while open, a close by the node before any byte
+// moved is a fall-over; the first byte either way commits the relay.
+const (
+	earlyOpen int32 = iota
+	earlyCommitted
+	earlyAborted
+)
+
+// commit records that a byte is about to move (or a FIN from the client
+// arrived); false means the node's early close won the race and the
+// caller must not touch the node.
+func (s *session) commit() bool {
+	for {
+		switch v := s.early.Load(); v {
+		case earlyCommitted:
+			return true
+		case earlyAborted:
+			return false
+		default:
+			if s.early.CompareAndSwap(v, earlyCommitted) {
+				return true
+			}
+		}
+	}
+}
+
+// abortEarly is called when the node closed: if nothing has moved and the
+// window is still open, the relay ends as an early close — the node conn
+// is closed, and the client direction is woken (by a deadline in the past)
+// without closing the client.
+func (s *session) abortEarly() bool {
+	if s.early.Load() != earlyOpen || time.Since(s.epoch) >= s.opt.EarlyClose {
+		return false
+	}
+	s.mu.Lock()
+	if s.ended || !s.early.CompareAndSwap(earlyOpen, earlyAborted) {
+		s.mu.Unlock()
+		return false
+	}
+	s.ended = true // later errors are ours, and start() arms nothing
+	s.mu.Unlock()
+	_ = s.node.Close()
+	_ = s.client.SetReadDeadline(time.Unix(1, 0))
+	return true
 }
 
 func (s *session) copyClientToNode() {
@@ -243,6 +301,9 @@ func (d *direction) wrote(n int) {
 // may be re-armed (true: carry on); anything else, typically net.ErrClosed,
 // ends the relay.
 func (d *direction) waitFailed(err error) (again bool) {
+	if d.s.early.Load() == earlyAborted {
+		return false // woken on purpose by abortEarly
+	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		if err = d.s.expired(d); err == nil {
 			return true

@@ -20,6 +20,12 @@ type Options struct {
 	// FinTimeout closes a half-closed connection (one direction finished)
 	// when the other direction has been silent for this long. 0 = never.
 	FinTimeout time.Duration
+	// EarlyClose, when > 0, is the early-close window (F6): if the node
+	// closes (FIN or reset) within it before any byte has moved either way,
+	// Relay closes only the node connection and returns with EarlyClose
+	// set, leaving the client connection open for the caller to send to
+	// another node. 0 = off: any close is relayed as usual.
+	EarlyClose time.Duration
 	// Count, when set, is called from the relaying goroutines as bytes are
 	// written: up to the node (client→node) and down to the client
 	// (node→client). It must be cheap and safe for concurrent use.
@@ -30,6 +36,13 @@ type Options struct {
 type Result struct {
 	Up   int64 // bytes client→node
 	Down int64 // bytes node→client
+	// EarlyClose reports that the node closed within Options.EarlyClose
+	// before any byte moved: the node connection is closed, the client
+	// connection is open with no deadline set, and Pending holds any bytes
+	// already read from the client (never written to the node), which the
+	// caller must send first to the next node.
+	EarlyClose bool
+	Pending    []byte
 	// Err is the first error that ended the relay abnormally (a reset, a
 	// timeout, a closed connection), or nil when both directions finished
 	// with EOF. Timeouts are ErrIdleTimeout or ErrFinTimeout; a connection
@@ -45,7 +58,7 @@ type Result struct {
 // other while the other direction keeps flowing. Closing either connection
 // from outside (a node set red, shutdown) ends the relay promptly. Relay
 // blocks until the relay is over; after it returns, neither connection is
-// touched again.
+// touched again (the client's, after an early close, is the caller's).
 //
 // The relay owns both connections for the duration of the call: it replaces
 // any read or write deadline set before. The only socket option it may

@@ -22,6 +22,12 @@ type Node struct {
 	Total atomic.Uint64
 	// Failures counts failed dials (refused, timed out, closed early).
 	Failures atomic.Uint64
+	// MarkedDown counts the times the node was marked unavailable after a
+	// failed connect or an early close (F6).
+	MarkedDown atomic.Uint64
+	// FallIns counts connections the node received by fall-over, after a
+	// dial to another node failed for them.
+	FallIns atomic.Uint64
 	// BytesIn counts bytes from clients to the node; BytesOut the reverse.
 	BytesIn  atomic.Uint64
 	BytesOut atomic.Uint64
