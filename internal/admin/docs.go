@@ -103,7 +103,9 @@ type ErrorDoc struct {
 
 // ErrorBody is the content of an ErrorDoc. Code is one of bad_request,
 // unauthorized, forbidden, not_found, method_not_allowed, conflict,
-// too_large, reload_failed, not_implemented, internal.
+// too_large, unsupported_media_type, reload_failed, not_implemented,
+// internal; Details carries one line per problem (a rejected reload's
+// FILE:LINE messages).
 type ErrorBody struct {
 	Code    string   `json:"code" xml:"code"`
 	Message string   `json:"message" xml:"message"`

@@ -3,7 +3,6 @@ package admin
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -144,5 +143,3 @@ func (s *Server) guard(next http.Handler) http.Handler {
 		protected.ServeHTTP(w, r)
 	})
 }
-
-var errNoController = errors.New("admin: no controller")

@@ -52,7 +52,7 @@ type Server struct {
 // caller skips the admin server then). log may be nil.
 func New(cfg config.Admin, ctl Controller, log *slog.Logger) (*Server, error) {
 	if ctl == nil {
-		return nil, errNoController
+		return nil, errors.New("admin: no controller")
 	}
 	if cfg.Listen == "" {
 		return nil, errors.New("admin: no listen address")

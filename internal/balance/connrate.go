@@ -64,8 +64,12 @@ func lowestRate(cands []Candidate, start int, s *stats.Scale, kind rateKind) int
 			i = 0
 		}
 		c := &cands[i]
-		r, w := kind.of(c.Stats).Scaled(s), float64(c.Weight)
-		if r*bestW < bestR*w {
+		rate := kind.of(c.Stats)
+		r, ok := rate.Probe(s) // inlined: no call for the common case
+		if !ok {
+			r = rate.Scaled(s)
+		}
+		if w := float64(c.Weight); r*bestW < bestR*w {
 			best, bestR, bestW = i, r, w
 		}
 	}

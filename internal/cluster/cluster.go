@@ -113,6 +113,9 @@ func (cl *Cluster) node(nc *config.Node, prev *Cluster) (*Node, error) {
 		}
 	}
 	n := &Node{Name: nc.Name, Host: nc.Host, Port: nc.Port}
+	if nc.Port != 0 {
+		n.addr = config.JoinHostPort(nc.Host, nc.Port)
+	}
 	n.SetWeight(nc.Weight)
 	n.state.Store(uint32(st))
 	return n, nil

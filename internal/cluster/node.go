@@ -60,6 +60,8 @@ type Node struct {
 	// connected to (a port-less node).
 	Host string
 	Port uint16
+	// addr is "host:port" for nodes with a port, built once.
+	addr string
 
 	weight atomic.Int32
 	state  atomic.Uint32
@@ -139,6 +141,9 @@ func (n *Node) usable(now int64, retry time.Duration, maxConns int, claimProbe b
 
 // Addr is the dial address for a client that connected to localPort.
 func (n *Node) Addr(localPort uint16) string {
+	if n.addr != "" {
+		return n.addr
+	}
 	p := n.Port
 	if p == 0 {
 		p = localPort

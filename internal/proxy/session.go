@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/protobalance/protobalance/internal/cluster"
@@ -89,23 +90,47 @@ func (ss *session) dial(c *cluster.Cluster) (*cluster.Node, *net.TCPConn, error)
 		// A dial in progress counts as active, so max_conns and the
 		// least-loaded policies see it at once.
 		n.Stats.Active.Add(1)
-		d := net.Dialer{Timeout: timeout, KeepAlive: -1}
-		conn, err := d.Dial("tcp", n.Addr(localPort))
+		tc, err := dialNode(n, localPort, timeout)
 		if err == nil {
 			n.MarkUp()
 			n.Stats.ConnectMS.Observe(time.Since(now))
-			tc := conn.(*net.TCPConn)
 			setKeepAlive(tc)
 			return n, tc, nil
 		}
 		lastErr = err
 		n.Stats.Active.Add(-1)
+		if localExhaustion(err) {
+			// Our own ephemeral ports or descriptors ran out: the node is
+			// not at fault, and another node would fail the same way.
+			ss.l.Stats.NoSourcePort.Add(1)
+			return nil, nil, err
+		}
 		n.Stats.Failures.Add(1)
 		if c.PortLess {
 			return nil, nil, err
 		}
 		ss.markDown(c, n, err)
 	}
+}
+
+// dialNode connects to n without Go's default keepalive (setKeepAlive does
+// it more cheaply). Not Dialer.DialTCP: given no local address it binds
+// one explicitly, which reserves an ephemeral port per connection instead
+// of per destination and runs out under load (EADDRINUSE).
+func dialNode(n *cluster.Node, localPort uint16, timeout time.Duration) (*net.TCPConn, error) {
+	d := net.Dialer{Timeout: timeout, KeepAlive: -1}
+	c, err := d.Dial("tcp", n.Addr(localPort))
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
+// localExhaustion reports whether a dial failed for want of a local
+// resource (an ephemeral port, a descriptor) rather than because of the node.
+func localExhaustion(err error) bool {
+	return errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EADDRINUSE) ||
+		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
 func (ss *session) markDown(c *cluster.Cluster, n *cluster.Node, err error) {

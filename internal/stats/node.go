@@ -93,4 +93,7 @@ type Listener struct {
 	NoNode atomic.Uint64
 	// Refused counts connections refused by a cap (never accepted past it).
 	Refused atomic.Uint64
+	// NoSourcePort counts connections closed because a dial ran out of
+	// local resources (ephemeral ports, descriptors); no node is blamed.
+	NoSourcePort atomic.Uint64
 }

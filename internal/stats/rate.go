@@ -141,17 +141,22 @@ func (r *Rate) ValueAt(now time.Time) float64 { return r.load().valueAt(InstantO
 // (the common case: one cluster, one window). s.Value converts back to
 // events per second.
 func (r *Rate) Scaled(s *Scale) float64 {
-	// Fast path: the window matches and the state is in s's epoch: two
-	// loads, no exp.
+	if v, ok := r.Probe(s); ok {
+		return v
+	}
+	return r.load().scaledSlow(s)
+}
+
+// Probe is Scaled's fast path, small enough for the compiler to inline into
+// a policy's scan: when ok, v is what Scaled returns; when not (the window
+// differs from s's, or the state is from another epoch), call Scaled.
+func (r *Rate) Probe(s *Scale) (v float64, ok bool) {
 	c := r.cell.Load()
 	if c == nil {
 		c = &r.def
 	}
-	v := c.state.Load()
-	if c.window != s.cellWindow || (v^uint64(s.epoch))&epochMask != 0 {
-		return c.scaledSlow(s)
-	}
-	return math.Float64frombits(v &^ epochMask)
+	b := c.state.Load()
+	return math.Float64frombits(b &^ epochMask), c.window == s.cellWindow && (b^uint64(s.epoch))&epochMask == 0
 }
 
 func (c *rateCell) scaledSlow(s *Scale) float64 {

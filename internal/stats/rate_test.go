@@ -254,3 +254,24 @@ func TestRateStaleState(t *testing.T) {
 	r.AddAt(at(600*time.Second), 1)
 	near(t, "after a fresh start", r.ValueAt(at(600*time.Second)), 1, 1e-9)
 }
+
+func TestProbe(t *testing.T) {
+	var a, other, empty Rate
+	other.SetWindow(time.Second)
+	s := NewScale(0, InstantOf(at(time.Second)))
+	a.AddScaled(&s, 4)
+	other.AddScaled(&s, 4)
+	if v, ok := a.Probe(&s); !ok || v != a.Scaled(&s) {
+		t.Errorf("same window and epoch: Probe = %v, %v; Scaled %v", v, ok, a.Scaled(&s))
+	}
+	if _, ok := other.Probe(&s); ok {
+		t.Error("Probe ok for a rate of another window")
+	}
+	later := NewScale(0, InstantOf(at(3000*time.Second))) // the next epoch
+	if _, ok := a.Probe(&later); ok {
+		t.Error("Probe ok for a state of an earlier epoch")
+	}
+	if v := empty.Scaled(&later); v != 0 {
+		t.Errorf("empty rate: Scaled %v", v)
+	}
+}
