@@ -96,3 +96,15 @@ func FuzzDecodeRequests(f *testing.F) {
 		check(&l, &l2)
 	})
 }
+
+func TestSeriesEscapesLabels(t *testing.T) {
+	s := series{}
+	s.add("protobalance_x", []string{"cluster", "a\\b\"c\nd", "node", "n"}, 1.5)
+	s.add("protobalance_y", nil, 3)
+	if got, want := s["protobalance_x"][0], `protobalance_x{cluster="a\\b\"c\nd",node="n"} 1.5`; got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if got := s["protobalance_y"][0]; got != "protobalance_y 3" {
+		t.Errorf("got %s", got)
+	}
+}

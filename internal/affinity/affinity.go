@@ -49,8 +49,8 @@ const (
 // same table name (the config loader should report it as a config error).
 type Options struct {
 	// MaskV4 and MaskV6 are the prefix lengths clients are grouped by
-	// (0–32 and 0–128). Zero means the default (32, 128): a /0 table, one
-	// record for everyone, is not useful enough to be worth a sentinel.
+	// (0–32 and 0–128). They are taken as given: 0 puts every client of
+	// the family in one record (start from DefaultOptions).
 	MaskV4, MaskV6 int
 	// TTL is how long a record lives after the client was last seen;
 	// 0 means DefaultTTL. It is kept in whole seconds (at least one).
@@ -59,14 +59,13 @@ type Options struct {
 	Max int
 }
 
-// withDefaults fills zero fields and checks ranges.
+// DefaultOptions are the config file's defaults: /32, /128, 30 days, 1,000,000.
+func DefaultOptions() Options {
+	return Options{MaskV4: DefaultMaskV4, MaskV6: DefaultMaskV6, TTL: DefaultTTL, Max: DefaultMax}
+}
+
+// withDefaults fills zero TTL and Max and checks ranges.
 func (o Options) withDefaults() (Options, error) {
-	if o.MaskV4 == 0 {
-		o.MaskV4 = DefaultMaskV4
-	}
-	if o.MaskV6 == 0 {
-		o.MaskV6 = DefaultMaskV6
-	}
 	if o.TTL == 0 {
 		o.TTL = DefaultTTL
 	}

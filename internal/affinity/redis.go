@@ -171,8 +171,11 @@ func (r *redisStore) write(table string, ttl time.Duration, cs []change, now tim
 		cmds[i] = pipe.Eval(ctx, writeScript, []string{rk}, c.node, seen, left.Milliseconds(),
 			b01(c.nx), b01(c.moved), redisChannel, msg)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, err
+	pipe.Exec(ctx) // errors are the commands' own, checked below
+	for _, cmd := range cmds {
+		if cmd != nil && cmd.Err() != nil && !errors.Is(cmd.Err(), redis.Nil) {
+			return nil, cmd.Err() // the batch is retried whole: the rules make that harmless
+		}
 	}
 	for i, cmd := range cmds {
 		if cmd == nil || cs[i].del {

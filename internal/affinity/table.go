@@ -81,7 +81,7 @@ type Table struct {
 func NewTable(name string, o Options) *Table {
 	s, err := o.withDefaults()
 	if err != nil {
-		s, _ = Options{}.withDefaults()
+		s = DefaultOptions()
 	}
 	t := &Table{name: name}
 	t.store(s)

@@ -174,7 +174,7 @@ func (l *Listener) acceptLoop(ln *net.TCPListener) {
 			return
 		}
 		l.s.wg.Add(1)
-		go ss.dispatch()
+		l.s.dispatch.run(ss)
 	}
 }
 

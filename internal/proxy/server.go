@@ -35,7 +35,10 @@ type Server struct {
 	retired   []*Listener // removed by a reload; their sessions may still run
 	started   bool
 
-	wg sync.WaitGroup // one per session and per accept loop
+	dispatch *dispatchers
+	quit     chan struct{} // closed by Shutdown
+
+	wg sync.WaitGroup // one per session, accept loop and dispatch worker
 }
 
 // Options are the process-level choices New does not find in the config.
@@ -55,7 +58,8 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	if opt.Relay == nil {
 		return nil, errors.New("proxy: no relay")
 	}
-	s := &Server{log: opt.Log, relay: opt.Relay, cfg: cfg}
+	s := &Server{log: opt.Log, relay: opt.Relay, cfg: cfg, quit: make(chan struct{})}
+	s.dispatch = newDispatchers(s.quit, &s.wg)
 	s.global = newGate(max(opt.MaxConns, 0))
 	clusters, err := buildClusters(cfg, nil, opt.Log)
 	if err != nil {
@@ -197,6 +201,11 @@ func (s *Server) Shutdown(ctx context.Context) {
 	s.mu.Lock()
 	all := append(slices.Clone(s.listeners), s.retired...)
 	swapHealth(s.clusters, nil)
+	select {
+	case <-s.quit:
+	default:
+		close(s.quit)
+	}
 	s.mu.Unlock()
 	for _, l := range all {
 		l.closeSockets()
