@@ -158,7 +158,7 @@ func TestCheck(t *testing.T) {
 	if want := bad + ":12:"; !strings.Contains(string(out), want) || !strings.Contains(string(out), "weight") {
 		t.Fatalf("check bad said %q, want %q and the key", out, want)
 	}
-	for _, ex := range []string{"../../examples/protobalance.toml", "../../examples/minimal.toml"} {
+	for _, ex := range []string{"../../examples/protobalance.toml", "../../examples/minimal.toml", "../../examples/algorithms.toml", "../../examples/fallover.toml"} {
 		if out, err := exec.Command(binary(t), "check", "-c", ex).CombinedOutput(); err != nil {
 			t.Errorf("check %s: %v\n%s", ex, err, out)
 		}

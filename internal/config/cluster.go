@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/protobalance/protobalance/internal/balance"
 )
 
 // Algorithms are the names accepted by a cluster's algorithm key.
@@ -29,6 +31,12 @@ func (b *builder) cluster(i int, r *rawCluster) Cluster {
 	setIf(&c.LoadRating, r.LoadRating)
 	if c.Algorithm == "min-load" && strings.TrimSpace(c.LoadRating) == "" {
 		b.errf(s, "load_rating", "load_rating: must not be empty with algorithm \"min-load\"")
+	} else if c.Algorithm == "min-load" {
+		// Compiled here too so that a bad expression is reported with its
+		// line; the other algorithms accept and ignore the key.
+		if _, err := balance.CompileLoadRating(c.LoadRating); err != nil {
+			b.errf(s, "load_rating", "%v", err)
+		}
 	}
 	setIf(&c.HashKey, r.HashKey)
 	setIf(&c.Affinity, r.Affinity)
