@@ -222,3 +222,77 @@ func TestSighupReload(t *testing.T) {
 		t.Fatalf("after reload: %q, want the new node's answer", got)
 	}
 }
+
+// namedNode answers every connection's first line with its name.
+func namedNode(t *testing.T, name string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.5.3:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				bufio.NewReader(c).ReadString('\n')
+				io.WriteString(c, name+"\n")
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// Two independent balancer processes with the same ip-hash key and node
+// names send every client to the same node (F9: nothing shared).
+func TestIPHashTwinProcesses(t *testing.T) {
+	var nodes strings.Builder
+	for _, n := range []string{"a", "b", "c"} {
+		fmt.Fprintf(&nodes, "[[cluster.node]]\nname = %q\naddress = %q\n", n, namedNode(t, n))
+	}
+	cfg := `
+[admin]
+listen = ""
+[[listener]]
+name = "e2e"
+bind = "127.0.5.1:0"
+cluster = "c"
+[[cluster]]
+name = "c"
+algorithm = "ip-hash"
+hash_key = "twins"
+` + nodes.String()
+	_, addr1 := runBalancer(t, cfg)
+	_, addr2 := runBalancer(t, cfg)
+	ask := func(from, addr string) string {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 10 * time.Second}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "hi\n")
+		l, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(l)
+	}
+	seen := map[string]int{}
+	for i := range 60 {
+		from := fmt.Sprintf("127.0.5.%d", 100+i)
+		one, two := ask(from, addr1), ask(from, addr2)
+		if one != two {
+			t.Fatalf("client %s: balancer 1 chose %s, balancer 2 chose %s", from, one, two)
+		}
+		seen[one]++
+	}
+	if len(seen) < 3 {
+		t.Fatalf("60 clients all went to %v: not spread", seen)
+	}
+}
