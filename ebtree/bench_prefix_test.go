@@ -213,6 +213,7 @@ func BenchmarkLongestMatch(b *testing.B) {
 			f := lpm(v6)
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				f.tree.LongestMatch(f.addrs[i&(randRing-1)])
 			}
@@ -222,6 +223,7 @@ func BenchmarkLongestMatch(b *testing.B) {
 			f := lpm(v6)
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				f.sorted.LongestMatch(f.addrs[i&(randRing-1)])
 			}
@@ -231,6 +233,7 @@ func BenchmarkLongestMatch(b *testing.B) {
 			f := lpm(v6)
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				f.maps.match(f.addrs[i&(randRing-1)])
 			}
@@ -245,6 +248,7 @@ func BenchmarkPrefixInsertDelete(b *testing.B) {
 	rnd := ring(13)
 	b.ReportAllocs()
 	b.ResetTimer()
+	defer cpuTime(b)()
 	for i := 0; i < b.N; i++ {
 		n := &f.nodes[rnd[i&(randRing-1)]%uint64(len(f.nodes))]
 		p := n.Prefix()

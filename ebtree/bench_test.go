@@ -82,6 +82,7 @@ func BenchmarkTimerPop(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				nd := q.PopFirst()
 				nd.Key += int64(rnd[i&(randRing-1)] % timerSpan)
@@ -96,6 +97,7 @@ func BenchmarkTimerPop(b *testing.B) {
 			heap.Init(&h)
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				t := h[0]
 				t.deadline += int64(rnd[i&(randRing-1)] % timerSpan)
@@ -107,6 +109,7 @@ func BenchmarkTimerPop(b *testing.B) {
 			heap.Init(&h)
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				t := heap.Pop(&h).(*timer)
 				t.deadline += int64(rnd[i&(randRing-1)] % timerSpan)
@@ -120,6 +123,7 @@ func BenchmarkTimerPop(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				t, _ := bt.DeleteMin()
 				t.deadline += int64(rnd[i&(randRing-1)] % timerSpan)
@@ -143,6 +147,7 @@ func BenchmarkTimerReset(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				r := rnd[i&(randRing-1)]
 				t := ts[r%uint64(n)]
@@ -160,6 +165,7 @@ func BenchmarkTimerReset(b *testing.B) {
 			heap.Init(&h)
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				r := rnd[i&(randRing-1)]
 				t := ts[r%uint64(n)]
@@ -175,6 +181,7 @@ func BenchmarkTimerReset(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				r := rnd[i&(randRing-1)]
 				t := ts[r%uint64(n)]
@@ -228,6 +235,7 @@ func BenchmarkInsertDelete(b *testing.B) {
 			f := ordered(n)
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				r := f.rnd[i&(randRing-1)]
 				nd := &f.nodes[r%uint64(n)]
@@ -240,6 +248,7 @@ func BenchmarkInsertDelete(b *testing.B) {
 			f := ordered(n)
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				r := f.rnd[i&(randRing-1)]
 				k := &f.keys[r%uint64(n)]
@@ -258,6 +267,7 @@ func BenchmarkLookup(b *testing.B) {
 			f := ordered(n)
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				k := f.nodes[f.rnd[i&(randRing-1)]%uint64(n)].Key
 				if f.eb.Lookup(k) == nil {
@@ -269,6 +279,7 @@ func BenchmarkLookup(b *testing.B) {
 			f := ordered(n)
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				k := f.keys[f.rnd[i&(randRing-1)]%uint64(n)]
 				if _, ok := f.bt.Get(k); !ok {
@@ -286,6 +297,7 @@ func BenchmarkLookupGE(b *testing.B) {
 			f := ordered(n)
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				f.eb.LookupGE(f.rnd[i&(randRing-1)])
 			}
@@ -294,6 +306,7 @@ func BenchmarkLookupGE(b *testing.B) {
 			f := ordered(n)
 			b.ReportAllocs()
 			b.ResetTimer()
+			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				f.bt.AscendGreaterOrEqual(f.rnd[i&(randRing-1)], func(uint64) bool { return false })
 			}
@@ -316,6 +329,7 @@ func BenchmarkMemoryLatency(b *testing.B) {
 			}
 			p := int32(0)
 			b.ResetTimer()
+			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				p = next[p]
 			}

@@ -57,7 +57,9 @@ func (n *PrefixNode[V]) Linked() bool { return n.leafP != nil }
 // two separate trees: IPv4 addresses never match IPv6 prefixes. IPv4-mapped
 // IPv6 addresses (::ffff:a.b.c.d) are IPv6; Unmap them first to match IPv4
 // prefixes. The zero value is empty. A PrefixTree must not be copied after
-// first use, and is not safe for concurrent use.
+// first use. Lookups never write, so any number of goroutines may look up
+// concurrently while nobody inserts or deletes (build a new table on reload
+// and swap it in); writers need exclusive access.
 type PrefixTree[V any] struct {
 	_     noCopy
 	roots [2]PrefixNode[V] // [0] IPv4, [1] IPv6; only roots[i].b[0] is used

@@ -22,7 +22,8 @@
 // The caller owns the entries: a Node is allocated by the caller or embedded
 // in one of its structs (set Value to point back at the struct). A Node may be
 // in at most one tree at a time and its Key must not change while it is
-// linked. Trees are not safe for concurrent use; callers serialise access.
+// linked. Lookups and walks never write, so concurrent readers are safe while
+// nobody inserts or deletes; writers need exclusive access.
 //
 // A timer queue, for example:
 //

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // The end-to-end tests run the real binary. This package binds 127.0.5.x.
@@ -27,7 +29,15 @@ func TestMain(m *testing.M) {
 		runEchoNode()
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if code == 0 {
+		// In-process tests (ctl, report, admin) must leave no goroutine.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 func runEchoNode() {

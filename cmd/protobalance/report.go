@@ -77,7 +77,7 @@ func writeReport(w io.Writer, base string, prev, cur *snapshot) {
 	pl := indexListeners(prev.listeners)
 	pn := indexNodes(prev.clusters)
 
-	var acc, accPrev, noNode, refused uint64
+	var acc, accPrev, noNode, refused, noSource uint64
 	var active int64
 	for _, l := range cur.listeners {
 		acc += l.Accepted
@@ -85,14 +85,17 @@ func writeReport(w io.Writer, base string, prev, cur *snapshot) {
 		active += l.Active
 		noNode += l.NoNode
 		refused += l.Refused
+		noSource += l.NoSourcePort
 	}
-	var bytes, bytesPrev, failures, total uint64
+	var bytes, bytesPrev, failures, total, fallIns, markedDown uint64
 	for _, c := range cur.clusters {
 		for _, n := range c.Nodes {
 			p := pn[c.Name+"\x00"+n.Name]
 			bytes += n.BytesIn + n.BytesOut
 			bytesPrev += p.BytesIn + p.BytesOut
 			failures += n.Failures
+			fallIns += n.FallIns
+			markedDown += n.MarkedDown
 			total += n.Total
 		}
 	}
@@ -104,9 +107,10 @@ func writeReport(w io.Writer, base string, prev, cur *snapshot) {
 	fmt.Fprintf(w, "%-22s %12d   active %d   %.1f/s over %s\n", "connections accepted", acc, active,
 		perSec(accPrev, acc), time.Duration(secs*float64(time.Second)).Round(time.Millisecond))
 	fmt.Fprintf(w, "%-22s %12d   %.1f KB/s\n", "bytes relayed", bytes, perSec(bytesPrev, bytes)/1000)
-	fmt.Fprintf(w, "%-22s %12d   no node %d   cap %d   no source port -   guard -\n", "rejected", noNode+refused, noNode, refused)
-	fmt.Fprintf(w, "%-22s %12d\n", "connect failures", failures)
-	fmt.Fprintf(w, "%-22s %12s   (not counted by this build)\n", "fall-overs", "-")
+	fmt.Fprintf(w, "%-22s %12d   no node %d   cap %d   no source port %d   guard -\n", "rejected",
+		noNode+refused+noSource, noNode, refused, noSource)
+	fmt.Fprintf(w, "%-22s %12d   nodes marked down %d\n", "connect failures", failures, markedDown)
+	fmt.Fprintf(w, "%-22s %12d\n", "fall-overs", fallIns)
 	fmt.Fprintf(w, "%-22s %12d   rss %.1f MiB   fds %d\n", "goroutines", st.Goroutines, float64(st.RSSBytes)/(1<<20), st.OpenFDs)
 
 	fmt.Fprintf(w, "\n%-16s %-22s %-14s %10s %8s %8s %8s %8s\n", "LISTENER", "BIND", "CLUSTER", "ACCEPTED", "ACTIVE", "CONN/S", "NO NODE", "REFUSED")

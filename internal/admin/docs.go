@@ -34,8 +34,12 @@ type Node struct {
 	Active   int64  `json:"active" xml:"active"`
 	Total    uint64 `json:"total" xml:"total"`
 	Failures uint64 `json:"failures" xml:"failures"`
-	BytesIn  uint64 `json:"bytes_in" xml:"bytes_in"`
-	BytesOut uint64 `json:"bytes_out" xml:"bytes_out"`
+	// MarkedDown counts the times the node was marked unavailable;
+	// FallIns the connections it took by fall-over for another node.
+	MarkedDown uint64 `json:"marked_down" xml:"marked_down"`
+	FallIns    uint64 `json:"fall_ins" xml:"fall_ins"`
+	BytesIn    uint64 `json:"bytes_in" xml:"bytes_in"`
+	BytesOut   uint64 `json:"bytes_out" xml:"bytes_out"`
 	// ConnRate is new connections per second as the conn-rate policy
 	// counts them (0 under other algorithms); TrafficRate is bytes per
 	// second both ways; ConnectMS the moving average connect time.
@@ -62,6 +66,9 @@ type Listener struct {
 	Active   int64    `json:"active" xml:"active"`
 	NoNode   uint64   `json:"no_node" xml:"no_node"`
 	Refused  uint64   `json:"refused" xml:"refused"`
+	// NoSourcePort counts connections closed because a dial ran out of
+	// local ports or descriptors.
+	NoSourcePort uint64 `json:"no_source_port" xml:"no_source_port"`
 }
 
 // AffinityRecord answers GET /api/affinity/{ip}.

@@ -18,6 +18,8 @@ const (
 	mNodeBytesIn     = "protobalance_node_bytes_in_total"
 	mNodeBytesOut    = "protobalance_node_bytes_out_total"
 	mNodeFailures    = "protobalance_node_connect_failures_total"
+	mNodeMarkedDown  = "protobalance_node_marked_down_total"
+	mNodeFallIns     = "protobalance_node_fall_ins_total"
 	mNodeState       = "protobalance_node_state"
 	mNodeAvailable   = "protobalance_node_available"
 	mNodeWeight      = "protobalance_node_weight"
@@ -27,6 +29,7 @@ const (
 	mListenerActive   = "protobalance_listener_active_connections"
 	mListenerNoNode   = "protobalance_listener_no_node_total"
 	mListenerRefused  = "protobalance_listener_refused_total"
+	mListenerNoSource = "protobalance_listener_no_source_port_total"
 	mListenerCluster  = "protobalance_listener_cluster"
 
 	mGoroutines = "protobalance_goroutines"
@@ -42,6 +45,8 @@ var metricHelp = []struct{ name, typ, help string }{
 	{mNodeBytesIn, "counter", "Bytes relayed from clients to the node."},
 	{mNodeBytesOut, "counter", "Bytes relayed from the node to clients."},
 	{mNodeFailures, "counter", "Failed dials to the node (refused, timed out, closed early)."},
+	{mNodeMarkedDown, "counter", "Times the node was marked unavailable after a failed connect or an early close."},
+	{mNodeFallIns, "counter", "Connections the node took by fall-over after a dial to another node failed."},
 	{mNodeState, "gauge", "Administrative state of the node: 1 for the current state (green, yellow, red), 0 for the others."},
 	{mNodeAvailable, "gauge", "1 when the node is not marked unavailable by a failed connect."},
 	{mNodeWeight, "gauge", "Current load factor of the node."},
@@ -50,6 +55,7 @@ var metricHelp = []struct{ name, typ, help string }{
 	{mListenerActive, "gauge", "Open connections accepted by the listener."},
 	{mListenerNoNode, "counter", "Connections closed because no node could take them."},
 	{mListenerRefused, "counter", "Connections refused by a connection cap."},
+	{mListenerNoSource, "counter", "Connections closed because a dial ran out of local ports or descriptors."},
 	{mListenerCluster, "gauge", "1 for the cluster the listener sends new connections to."},
 	{mGoroutines, "gauge", "Number of goroutines."},
 	{mRSS, "gauge", "Resident memory of the process, in bytes (from /proc/self/statm)."},
@@ -104,6 +110,8 @@ func (s *Server) metrics() []byte {
 			out.add(mNodeBytesIn, l, float64(n.BytesIn))
 			out.add(mNodeBytesOut, l, float64(n.BytesOut))
 			out.add(mNodeFailures, l, float64(n.Failures))
+			out.add(mNodeMarkedDown, l, float64(n.MarkedDown))
+			out.add(mNodeFallIns, l, float64(n.FallIns))
 			for _, st := range []string{"green", "yellow", "red"} {
 				out.add(mNodeState, append(l[:4:4], "state", st), b2f(n.State == st))
 			}
@@ -118,6 +126,7 @@ func (s *Server) metrics() []byte {
 		out.add(mListenerActive, l, float64(ls.Active))
 		out.add(mListenerNoNode, l, float64(ls.NoNode))
 		out.add(mListenerRefused, l, float64(ls.Refused))
+		out.add(mListenerNoSource, l, float64(ls.NoSourcePort))
 		out.add(mListenerCluster, append(l[:2:2], "cluster", ls.Cluster), 1)
 	}
 	st := s.status()

@@ -58,8 +58,9 @@ func encodeValue(node string, seen int64) []byte {
 	return v
 }
 
-// load calls fn for every record of table, in one read transaction.
-func (b *boltStore) load(table string, fn func(k key, node string, seen int64)) error {
+// load calls fn for every record of table, in one read transaction; node
+// is only valid during the call.
+func (b *boltStore) load(table string, fn func(k key, node []byte, seen int64)) error {
 	err := b.db.View(func(tx *bolt.Tx) error {
 		tb := tx.Bucket(bucketAffinity).Bucket([]byte(table))
 		if tb == nil {
@@ -70,7 +71,7 @@ func (b *boltStore) load(table string, fn func(k key, node string, seen int64)) 
 			if !ok || len(v) < 8 {
 				return nil // not ours: skip rather than refuse to start
 			}
-			fn(k, string(v[8:]), int64(binary.BigEndian.Uint64(v)))
+			fn(k, v[8:], int64(binary.BigEndian.Uint64(v)))
 			return nil
 		})
 	})

@@ -1,10 +1,8 @@
 package affinity
 
 import (
-	"context"
 	"errors"
 	"log/slog"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,9 +36,10 @@ type Config struct {
 }
 
 // Manager owns the tables by name, the stores and the background flusher
-// (one goroutine, "affinity flusher": flush every FlushInterval, expire
-// every ExpireInterval, ping Redis every RedisRetryInterval while it is
-// down). All methods are safe for concurrent use.
+// (one goroutine flushes every FlushInterval and expires every
+// ExpireInterval; with Redis another pings it every RedisRetryInterval
+// while it is down and then writes back). All methods are safe for
+// concurrent use.
 //
 // Shared mode (Redis). The conflict rules, enforced by one Lua script per
 // record so that Redis decides atomically:
@@ -48,19 +47,25 @@ type Config struct {
 //     expiry: the first writer wins, and a loser adopts the winner's node
 //     for its next connections (Stats.Conflicts);
 //   - a rewrite (the client moved to a stand-in) or a refresh overwrites,
-//     unless Redis holds a record seen more recently, which then wins;
+//     unless Redis holds a record seen more recently, which then wins
+//     (last seen is in whole seconds of each balancer's clock: keep the
+//     twins' clocks synchronised);
 //   - records learnt while Redis was away are written back when it
 //     returns by the same rules: the record already in Redis wins for a
 //     client new to this balancer, else the more recently seen one.
 //
 // Propagation bound: a record learnt by one balancer is in Redis within
-// FlushInterval + one round trip (~100 ms); from then on a local miss on
-// the twin finds it (LookupShared), and a rewrite is published in the same
-// script, so a twin holding a stale local record replaces it on receipt
-// (Redis pub/sub, ~1 ms). Both stay well under the 0.5 s of DESIGN F5
-// while Redis is reachable; pushes sent while a twin was disconnected are
-// lost and its stale records are corrected by the next write conflict.
-// Forget while Redis is down is local only.
+// FlushInterval + one round trip (~100 ms; Redis is written before the
+// bbolt fsync); from then on a local miss on the twin finds it
+// (LookupShared). Every write that changes the node Redis holds is
+// published by the same script, and a twin holding a stale local record
+// replaces it on receipt (pub/sub, ~1 ms). Both stay well under the 0.5 s
+// of DESIGN F5 while Redis is reachable. Two balancers that see a new
+// client within the same ~100 ms may each send its first connections to
+// their own pick; the loser converges at its next flush. Pushes sent while
+// a twin was disconnected are lost: its stale records converge at their
+// next refresh (a write that changes the node is published). A Forget
+// while Redis is down is local only.
 type Manager struct {
 	log    *slog.Logger
 	bolt   *boltStore
@@ -106,6 +111,10 @@ func Open(cfg Config) (*Manager, error) {
 	}
 	m.wg.Add(1)
 	go m.run()
+	if m.redis != nil {
+		m.wg.Add(1)
+		go m.reconnect()
+	}
 	return m, nil
 }
 
@@ -142,17 +151,19 @@ func (m *Manager) Table(name string, o Options) (*Table, error) {
 	if m.bolt != nil {
 		limit := time.Now().Unix() - int64(o.TTL/time.Second)
 		expired := 0
-		err := m.bolt.load(name, func(k key, node string, seen int64) {
+		var recs []stored
+		err := m.bolt.load(name, func(k key, node []byte, seen int64) {
 			if seen <= limit {
 				t.queueDelete(k)
 				expired++
 				return
 			}
-			t.restore(k, node, seen)
+			recs = append(recs, stored{k, seen, t.nameIDBytes(node)})
 		})
 		if err != nil {
 			return nil, err
 		}
+		t.restoreAll(recs)
 		t.expirations.Add(uint64(expired))
 		t.evict(int64(o.Max))
 	}
@@ -167,42 +178,6 @@ func (t *Table) queueDelete(k key) {
 	sh.mu.Unlock()
 }
 
-// LookupShared is v.Lookup, then on a miss one Redis lookup bounded by
-// RedisLookupTimeout (and ctx). A record found there is kept locally and
-// counted in Stats.SharedHits. While Redis is down (the breaker is open)
-// the Redis lookup is skipped and a miss costs nothing more.
-func (m *Manager) LookupShared(ctx context.Context, v *View, client netip.Addr, now time.Time) (node string, ok bool) {
-	if node, ok = v.Lookup(client, now); ok {
-		return node, true
-	}
-	r := m.redis
-	if r == nil || !r.up.Load() {
-		return "", false
-	}
-	t := v.t
-	s := t.set.Load()
-	k, valid := s.keyOf(client)
-	if !valid {
-		return "", false
-	}
-	ctx, cancel := context.WithTimeout(ctx, RedisLookupTimeout)
-	node, seen, found, err := r.get(ctx, t.name, k)
-	cancel()
-	if err != nil {
-		r.fail(err, false)
-		return "", false
-	}
-	if !found || seen+s.ttl <= now.Unix() {
-		return "", false
-	}
-	t.adopt(k, node, seen, true, false)
-	t.sharedHits.Add(1)
-	if v.has != nil && !v.has(node) {
-		return "", false
-	}
-	return node, true
-}
-
 func (m *Manager) kick() {
 	select {
 	case m.kickc <- struct{}{}:
@@ -214,7 +189,7 @@ func (m *Manager) run() {
 	defer m.wg.Done()
 	tick := time.NewTicker(FlushInterval)
 	defer tick.Stop()
-	var lastExpire, lastPing time.Time
+	var lastExpire time.Time
 	for {
 		select {
 		case <-m.stop:
@@ -227,12 +202,6 @@ func (m *Manager) run() {
 			lastExpire = now
 			for _, t := range m.snapshot() {
 				t.Expire(now)
-			}
-		}
-		if r := m.redis; r != nil && !r.up.Load() && now.Sub(lastPing) >= RedisRetryInterval {
-			lastPing = now
-			if r.ping() {
-				m.writeBack(now)
 			}
 		}
 		m.flush(now) // errors are logged and counted inside
@@ -266,18 +235,24 @@ func (m *Manager) flush(now time.Time) error {
 		}
 	}
 	var err error
+	// Redis first: the twin's propagation bound should not wait on an fsync.
+	if redisUp {
+		for i, t := range tables {
+			err = errors.Join(err, m.redisWrite(t, batches[i].changes, now))
+		}
+	}
 	if m.bolt != nil && len(batches) > 0 {
-		var n int
-		if n, err = m.bolt.write(batches); err != nil {
+		if n, berr := m.bolt.write(batches); berr != nil {
+			err = errors.Join(err, berr)
 			m.errs.Add(1)
 			if !m.boltFail {
-				m.log.Error("affinity: store write failed, will retry", "err", err)
+				m.log.Error("affinity: store write failed, will retry", "err", berr)
 			}
 			m.boltFail = true
-			for _, b := range batches {
+			for i, b := range batches {
 				for _, c := range b.changes {
-					if tb := m.table(b.table); tb != nil && c.bolt {
-						tb.requeue(c)
+					if c.bolt {
+						tables[i].requeue(c)
 					}
 				}
 			}
@@ -290,11 +265,6 @@ func (m *Manager) flush(now time.Time) error {
 			m.written.Add(uint64(n))
 		}
 	}
-	if redisUp {
-		for i, t := range tables {
-			err = errors.Join(err, m.redisWrite(t, batches[i].changes, now))
-		}
-	}
 	return err
 }
 
@@ -302,67 +272,6 @@ func (m *Manager) table(name string) *Table {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.tables[name]
-}
-
-// redisWrite writes cs's Redis part and adopts the records that won.
-func (m *Manager) redisWrite(t *Table, cs []change, now time.Time) error {
-	var rcs []change
-	for _, c := range cs {
-		if c.redis {
-			rcs = append(rcs, c)
-		}
-	}
-	if len(rcs) == 0 {
-		return nil
-	}
-	winners, err := m.redis.write(t.name, t.set.Load().TTL, rcs, now)
-	if err != nil {
-		m.redis.fail(err, true)
-		for _, c := range rcs {
-			if !c.del {
-				t.remark(c)
-			}
-		}
-		return err
-	}
-	for i, v := range winners {
-		if node, seen, ok := parseValue(v); ok && node != rcs[i].node {
-			t.adopt(rcs[i].k, node, seen, false, false)
-		}
-	}
-	return nil
-}
-
-// writeBack writes the records changed while Redis was away.
-func (m *Manager) writeBack(now time.Time) {
-	m.flushMu.Lock()
-	defer m.flushMu.Unlock()
-	for _, t := range m.snapshot() {
-		cs := t.pendingRedis(nil)
-		for len(cs) > 0 {
-			n := min(len(cs), FlushBatch)
-			if m.redisWrite(t, cs[:n], now) != nil {
-				for _, c := range cs[n:] {
-					t.remark(c)
-				}
-				return
-			}
-			m.writtenBack.Add(uint64(n))
-			cs = cs[n:]
-		}
-	}
-}
-
-// onPush applies another balancer's change (a rewrite or a Forget).
-func (m *Manager) onPush(table string, k key, node string, seen int64) {
-	t := m.table(table)
-	switch {
-	case t == nil:
-	case node == "":
-		t.drop(k)
-	default:
-		t.adopt(k, node, seen, false, true)
-	}
 }
 
 // Stats returns the store counters.
@@ -376,7 +285,9 @@ func (m *Manager) Stats() StoreStats {
 }
 
 // Close stops the flusher, flushes every queued change and closes the
-// stores. The tables stay usable in memory. It is idempotent.
+// stores. It is idempotent. The tables stay usable, but what they learn
+// afterwards is neither persisted nor shared (and queues up in memory):
+// close the Manager after the listeners.
 func (m *Manager) Close() error {
 	var err error
 	m.closed.Do(func() {

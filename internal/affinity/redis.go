@@ -34,18 +34,22 @@ const (
 )
 
 // writeScript stores one record: KEYS[1] the record's key; ARGV node, seen,
-// expiry (ms), nx ("1": only if absent), publish ("1"), channel, message.
-// It returns nil when it wrote, else the record that won: the existing one
-// for nx (first writer wins), or an existing one seen more recently.
+// expiry (ms), nx ("1": only if absent), moved ("1": publish), channel,
+// message. It returns nil when it wrote, else the record that won: the
+// existing one for nx (first writer wins), or an existing one seen more
+// recently. A write that changes the stored node is published, so twins
+// holding the old node in their local tables replace it.
 var writeScript = `
 local cur = redis.call('GET', KEYS[1])
+local pub = ARGV[5] == '1'
 if cur then
   if ARGV[4] == '1' then return cur end
-  local s = tonumber(string.match(cur, '\031(%d+)$'))
-  if s and s > tonumber(ARGV[2]) then return cur end
+  local n, s = string.match(cur, '^(.*)\031(%d+)$')
+  if s and tonumber(s) > tonumber(ARGV[2]) then return cur end
+  if n ~= ARGV[1] then pub = true end
 end
 redis.call('SET', KEYS[1], ARGV[1] .. '\031' .. ARGV[2], 'PX', ARGV[3])
-if ARGV[5] == '1' then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
+if pub then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
 return false`
 
 // deleteScript deletes KEYS[1] and publishes ARGV[2] on ARGV[1].
@@ -79,7 +83,6 @@ func openRedis(url string, log *slog.Logger, errs *atomic.Uint64) (*redisStore, 
 	opt.ContextTimeoutEnabled = true
 	opt.DialTimeout = redisDialTimeout
 	opt.ReadTimeout, opt.WriteTimeout = RedisWriteTimeout, RedisWriteTimeout
-	opt.MinIdleConns = 2 // lookups find a warm connection
 	opt.DisableIdentity = true
 	var id [8]byte
 	rand.Read(id[:])

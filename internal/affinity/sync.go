@@ -1,5 +1,12 @@
 package affinity
 
+import (
+	"cmp"
+	"runtime"
+	"slices"
+	"sync"
+)
+
 // The store side of a Table: what the Manager's flusher, restore and Redis
 // code call. Every function takes the shard locks itself.
 
@@ -27,7 +34,7 @@ func (t *Table) drain(redisUp bool, out []change) []change {
 		ops := sh.ops
 		sh.ops = nil
 		for _, o := range ops {
-			e := sh.m[o.k]
+			e := sh.m[o.k].e
 			if e == nil {
 				out = append(out, change{k: o.k, bolt: true, del: true, fgt: o.forget, redis: o.forget && redisUp})
 				continue
@@ -54,7 +61,8 @@ func (t *Table) pendingRedis(out []change) []change {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
-		for _, e := range sh.m {
+		for _, v := range sh.m {
+			e := v.e
 			if e.flags&fRedis != 0 {
 				out = append(out, change{k: e.k, node: t.nameOf(e.node), seen: e.lru.Key,
 					redis: true, nx: e.flags&fNew != 0, moved: e.flags&fMoved != 0})
@@ -70,7 +78,7 @@ func (t *Table) pendingRedis(out []change) []change {
 func (t *Table) remark(c change) {
 	sh := t.shard(c.k)
 	sh.mu.Lock()
-	if e := sh.m[c.k]; e != nil {
+	if e := sh.m[c.k].e; e != nil {
 		e.flags |= fRedis
 		if c.nx {
 			e.flags |= fNew
@@ -86,7 +94,7 @@ func (t *Table) remark(c change) {
 func (t *Table) requeue(c change) {
 	sh := t.shard(c.k)
 	sh.mu.Lock()
-	if e := sh.m[c.k]; e != nil {
+	if e := sh.m[c.k].e; e != nil {
 		t.queue(sh, e)
 	} else {
 		t.queueOp(sh, op{k: c.k})
@@ -102,7 +110,7 @@ func (t *Table) adopt(k key, node string, seen int64, create, newerOnly bool) {
 	id := t.nameID(node)
 	sh := t.shard(k)
 	sh.mu.Lock()
-	e := sh.m[k]
+	e := sh.m[k].e
 	if e == nil {
 		sh.mu.Unlock()
 		if create {
@@ -128,24 +136,80 @@ func (t *Table) adopt(k key, node string, seen int64, create, newerOnly bool) {
 func (t *Table) drop(k key) {
 	sh := t.shard(k)
 	sh.mu.Lock()
-	if e := sh.m[k]; e != nil {
+	if e := sh.m[k].e; e != nil {
 		t.remove(sh, e, false)
 	}
 	sh.mu.Unlock()
 }
 
-// restore inserts a stored record without queueing it for any store.
-func (t *Table) restore(k key, node string, seen int64) {
-	id := t.nameID(node)
-	sh := t.shard(k)
+// stored is a record read from bbolt.
+type stored struct {
+	k    key
+	seen int64
+	node uint32
+}
+
+// nameIDBytes is nameID without allocating for a known name.
+func (t *Table) nameIDBytes(b []byte) uint32 {
+	if id, ok := (*t.nameIdx.Load())[string(b)]; ok {
+		return id
+	}
+	return t.nameID(string(b))
+}
+
+// restoreAll inserts stored records without queueing them for any store.
+// The records are sorted oldest first and partitioned by shard, and each
+// shard is filled under one lock hold: its expiry tree grows on its
+// recently touched right spine and its map stays in cache, which makes a
+// 1,000,000-record restore several times faster than inserting in key
+// order. Shards are filled by GOMAXPROCS goroutines.
+func (t *Table) restoreAll(recs []stored) {
+	slices.SortFunc(recs, func(a, b stored) int { return cmp.Compare(a.seen, b.seen) })
+	var start [nShards + 1]int
+	for _, r := range recs {
+		start[shardOf(r.k)+1]++
+	}
+	for i := range nShards {
+		start[i+1] += start[i]
+	}
+	parts := make([]stored, len(recs))
+	next := start
+	for _, r := range recs {
+		i := shardOf(r.k)
+		parts[next[i]] = r
+		next[i]++
+	}
+	var wg sync.WaitGroup
+	work := make(chan int, nShards)
+	for i := range nShards {
+		work <- i
+	}
+	close(work)
+	for range min(runtime.GOMAXPROCS(0), nShards) {
+		wg.Go(func() {
+			for i := range work {
+				t.fillShard(&t.shards[i], parts[start[i]:start[i+1]])
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func (t *Table) fillShard(sh *shard, recs []stored) {
 	sh.mu.Lock()
-	if sh.m[k] == nil {
-		e := &entry{k: k, node: id}
-		e.lru.Key, e.lru.Value = seen, e
-		sh.m[k] = e
+	defer sh.mu.Unlock()
+	if len(sh.m) == 0 {
+		sh.m = make(map[key]slot, len(recs))
+	}
+	for _, r := range recs {
+		if _, dup := sh.m[r.k]; dup {
+			continue
+		}
+		e := &entry{k: r.k, node: r.node}
+		e.lru.Key, e.lru.Value = r.seen, e
+		sh.set(e)
 		sh.lru.Insert(&e.lru)
 		t.count.Add(1)
-		sh.updateOldest()
 	}
-	sh.mu.Unlock()
+	sh.updateOldest()
 }

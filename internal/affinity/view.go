@@ -106,7 +106,8 @@ func (t *Table) SetOptions(o Options) error {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
-		for _, e := range sh.m {
+		for _, v := range sh.m {
+			e := v.e
 			all = append(all, saved{e.k.addr(), e.node, e.lru.Key})
 			t.remove(sh, e, false)
 		}

@@ -91,6 +91,8 @@ func clusterDoc(cl *cluster.Cluster) admin.Cluster {
 			Active:      n.Stats.Active.Load(),
 			Total:       n.Stats.Total.Load(),
 			Failures:    n.Stats.Failures.Load(),
+			MarkedDown:  n.Stats.MarkedDown.Load(),
+			FallIns:     n.Stats.FallIns.Load(),
 			BytesIn:     n.Stats.BytesIn.Load(),
 			BytesOut:    n.Stats.BytesOut.Load(),
 			ConnRate:    n.Stats.ConnRate.Value(),
@@ -108,7 +110,8 @@ func (c *Controller) Listeners() []admin.Listener {
 	for _, l := range ls {
 		d := admin.Listener{Name: l.Name(), Bind: l.Bind().String(), Cluster: l.Cluster().Name,
 			Accepted: l.Stats.Accepted.Load(), Active: l.Stats.Active.Load(),
-			NoNode: l.Stats.NoNode.Load(), Refused: l.Stats.Refused.Load(), Addrs: []string{}}
+			NoNode: l.Stats.NoNode.Load(), Refused: l.Stats.Refused.Load(),
+			NoSourcePort: l.Stats.NoSourcePort.Load(), Addrs: []string{}}
 		for _, a := range l.Addrs() {
 			d.Addrs = append(d.Addrs, a.String())
 		}
