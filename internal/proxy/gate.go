@@ -67,15 +67,8 @@ func (g *gate) wake() {
 	// Taking the lock orders this after any waiter's check of its stop
 	// condition: the waiter is either before the check or inside Wait.
 	g.mu.Lock()
-	g.mu.Unlock() //nolint:staticcheck // empty critical section on purpose
 	g.cond.Broadcast()
-}
-
-// count is the number of slots taken.
-func (g *gate) count() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.n
+	g.mu.Unlock()
 }
 
 // limitNow is the current cap (0 = unlimited).
