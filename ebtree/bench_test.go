@@ -133,6 +133,66 @@ func BenchmarkTimerPop(b *testing.B) {
 	}
 }
 
+// BenchmarkTimerFixed: the common production shape, every timer armed with
+// the same timeout from a clock that only moves forward, so new deadlines land
+// at the right edge of the queue while the earliest leaves at the left; one
+// op = one pop + one insert, the clock advancing by one unit per op.
+func BenchmarkTimerFixed(b *testing.B) {
+	for _, n := range timerSizes {
+		b.Run(fmt.Sprintf("ebtree/n=%d", n), func(b *testing.B) {
+			var q Tree[int64, *timer]
+			ts := newTimers(n)
+			for i, t := range ts {
+				t.node.Key = int64(i)
+				q.Insert(&t.node)
+			}
+			clock := int64(n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			defer cpuTime(b)()
+			for i := 0; i < b.N; i++ {
+				nd := q.PopFirst()
+				nd.Key = clock
+				clock++
+				q.Insert(nd)
+			}
+		})
+		b.Run(fmt.Sprintf("heap/n=%d", n), func(b *testing.B) {
+			h := timerHeap(newTimers(n))
+			for i, t := range h {
+				t.deadline, t.index = int64(i), i
+			}
+			clock := int64(n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			defer cpuTime(b)()
+			for i := 0; i < b.N; i++ {
+				t := heap.Pop(&h).(*timer)
+				t.deadline = clock
+				clock++
+				heap.Push(&h, t)
+			}
+		})
+		b.Run(fmt.Sprintf("btree/n=%d", n), func(b *testing.B) {
+			bt := btree.NewG(32, timerLess)
+			for i, t := range newTimers(n) {
+				t.deadline = int64(i)
+				bt.ReplaceOrInsert(t)
+			}
+			clock := int64(n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			defer cpuTime(b)()
+			for i := 0; i < b.N; i++ {
+				t, _ := bt.DeleteMin()
+				t.deadline = clock
+				clock++
+				bt.ReplaceOrInsert(t)
+			}
+		})
+	}
+}
+
 // BenchmarkTimerReset: cancel a random armed timer and re-arm it later (an
 // idle timeout refreshed by traffic, or an affinity entry touched); one op =
 // one delete + one insert of an arbitrary entry.
@@ -309,32 +369,6 @@ func BenchmarkLookupGE(b *testing.B) {
 			defer cpuTime(b)()
 			for i := 0; i < b.N; i++ {
 				f.bt.AscendGreaterOrEqual(f.rnd[i&(randRing-1)], func(uint64) bool { return false })
-			}
-		})
-	}
-}
-
-// BenchmarkMemoryLatency is a calibration, not a contender: one dependent
-// load per op over a random cycle of 64-byte slots, the pattern a tree
-// descent produces once the tree outgrows the caches. ns/op here bounds what
-// one level of any pointer-based tree can cost on the machine.
-func BenchmarkMemoryLatency(b *testing.B) {
-	for _, mb := range []int{1, 32} {
-		b.Run(fmt.Sprintf("%dMB", mb), func(b *testing.B) {
-			n := mb << 20 / 64
-			next := make([]int32, n*16)
-			perm := rand.New(rand.NewPCG(1, 2)).Perm(n)
-			for i := range n {
-				next[perm[i]*16] = int32(perm[(i+1)%n] * 16)
-			}
-			p := int32(0)
-			b.ResetTimer()
-			defer cpuTime(b)()
-			for i := 0; i < b.N; i++ {
-				p = next[p]
-			}
-			if p < 0 {
-				b.Fatal("unreachable")
 			}
 		})
 	}

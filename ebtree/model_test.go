@@ -325,3 +325,29 @@ func TestCheckerDetects(t *testing.T) {
 		}
 	}
 }
+
+// TestMisuse covers the guard rails: double insert panics, deleting an
+// unlinked entry is a no-op, and walks on unlinked entries return nil.
+func TestMisuse(t *testing.T) {
+	var tr Tree[uint64, int]
+	n := &Node[uint64, int]{Key: 3}
+	tr.Delete(n) // unlinked: no-op
+	if n.Next() != nil || n.Prev() != nil || n.NextUnique() != nil || n.PrevUnique() != nil {
+		t.Fatal("walk from an unlinked entry returned an entry")
+	}
+	tr.Insert(n)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("second Insert of a linked entry did not panic")
+			}
+		}()
+		tr.Insert(n)
+	}()
+	if err := checkTree(&tr); err != nil || tr.Len() != 1 {
+		t.Fatalf("tree damaged by refused insert: %v, Len %d", err, tr.Len())
+	}
+	for range tr.All() {
+		break // an early break must not panic
+	}
+}

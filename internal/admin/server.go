@@ -78,7 +78,7 @@ func New(cfg config.Admin, ctl Controller, log *slog.Logger) (*Server, error) {
 		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	s.http = &http.Server{
-		Handler:           s.guard(s.routes()),
+		Handler:           s.dashboardGate(s.guard(s.routes())),
 		TLSConfig:         s.tls,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
@@ -177,6 +177,7 @@ func (s *Server) routes() http.Handler {
 	route("/api/bans", map[string]http.HandlerFunc{"GET": s.getBans})
 	route("/api/bans/{ip}", map[string]http.HandlerFunc{"DELETE": s.deleteBan})
 	route("/metrics", map[string]http.HandlerFunc{"GET": s.getMetrics})
+	s.dashboardRoutes(mux) // "/", "/dashboard/main", "/assets/" (dashboard.go)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errorf(http.StatusNotFound, "not_found", "no such endpoint: %s %s (see docs/admin.md)", r.Method, r.URL.Path))
 	})

@@ -77,7 +77,7 @@ type redisStore struct {
 func openRedis(url string, log *slog.Logger, errs *atomic.Uint64) (*redisStore, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("store redis %q: %w", url, err)
+		return nil, fmt.Errorf("store redis: %w", err) // not the URL: it may hold a password
 	}
 	opt.MaxRetries = -1 // a retry would double the lookup bound
 	opt.ContextTimeoutEnabled = true

@@ -51,7 +51,7 @@ type slot struct {
 
 type shard struct {
 	mu     sync.RWMutex
-	m      map[key]slot // copies of seen and node kept by shard.set
+	m      map[key]slot               // copies of seen and node kept by shard.set
 	lru    ebtree.Tree[int64, *entry] // expiry and eviction order
 	ops    []op
 	oldest atomic.Int64 // lru.First().Key, MaxInt64 when empty
@@ -199,7 +199,8 @@ func (t *Table) record(client netip.Addr, node string, now time.Time, has func(s
 
 // put inserts or updates k. flags is fRedis for a local change (to be
 // shared) and 0 for one learnt from a store. has, when set, protects a
-// record naming a node has does not know from being rewritten.
+// live record naming a node has does not know from being rewritten (an
+// expired one is fair game).
 func (t *Table) put(k key, id uint32, sec int64, flags uint8, has func(string) bool) {
 	sh := t.shard(k)
 	sh.mu.RLock()
@@ -223,7 +224,7 @@ func (t *Table) put(k key, id uint32, sec int64, flags uint8, has func(string) b
 		t.count.Add(1)
 		added = true
 	case e.node != id:
-		if has != nil && !has(t.nameOf(e.node)) {
+		if has != nil && e.lru.Key+t.set.Load().ttl > sec && !has(t.nameOf(e.node)) {
 			sh.mu.Unlock()
 			return
 		}

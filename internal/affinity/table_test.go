@@ -131,6 +131,13 @@ func TestRewriteAndTouch(t *testing.T) {
 	if node, _ := tb.Lookup(c, t0.Add(time.Second)); node != "n2" {
 		t.Fatalf("after rewrite: %q", node)
 	}
+	if _, ok := tb.Get(ip("192.0.2.99")); ok {
+		t.Fatal("Get of an unknown client")
+	}
+	e, ok := tb.Get(ip("::ffff:192.0.2.7"))
+	if !ok || e.Prefix.String() != "192.0.2.7/32" || e.Node != "n2" || !e.LastSeen.Equal(t0.Add(time.Second)) {
+		t.Fatalf("Get = %+v, %v", e, ok)
+	}
 	if !tb.Forget(c) || tb.Forget(c) || tb.Len() != 0 {
 		t.Fatal("Forget")
 	}
@@ -158,6 +165,11 @@ func TestGroupViews(t *testing.T) {
 	data.Record(ip("203.0.113.5"), "ftp1", t0.Add(time.Second)) // must not overwrite
 	if node, _ := control.Lookup(ip("203.0.113.5"), t0); node != "ctl-only" {
 		t.Fatalf("data view overwrote the record: %q", node)
+	}
+	later := t0.Add(DefaultTTL) // expired: now the data view may take the client
+	data.Record(ip("203.0.113.5"), "ftp1", later)
+	if node, _ := control.Lookup(ip("203.0.113.5"), later); node != "ftp1" {
+		t.Fatalf("an expired record was protected: %q", node)
 	}
 	data.Record(ip("198.51.100.10"), "ftp1", t0.Add(time.Second)) // its own node: rewrite
 	if node, _ := control.Lookup(ip("198.51.100.10"), t0); node != "ftp1" {

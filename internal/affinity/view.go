@@ -122,3 +122,33 @@ func (t *Table) SetOptions(o Options) error {
 	}
 	return nil
 }
+
+// Entry is one record as the admin API shows it.
+type Entry struct {
+	Prefix   netip.Prefix // the client's masked address
+	Node     string
+	LastSeen time.Time // whole seconds
+}
+
+// Get returns client's record without counting a hit or a miss (for the
+// admin API: GET /api/affinity/{ip}); expired records not yet removed are
+// returned too, check LastSeen.
+func (t *Table) Get(client netip.Addr) (Entry, bool) {
+	s := t.set.Load()
+	k, ok := s.keyOf(client)
+	if !ok {
+		return Entry{}, false
+	}
+	sh := t.shard(k)
+	sh.mu.RLock()
+	v := sh.m[k]
+	sh.mu.RUnlock()
+	if v.e == nil {
+		return Entry{}, false
+	}
+	bits := s.MaskV6
+	if a := k.addr(); a.Is4() {
+		bits = s.MaskV4
+	}
+	return Entry{Prefix: netip.PrefixFrom(k.addr(), bits), Node: t.nameOf(v.node), LastSeen: time.Unix(int64(v.seen), 0)}, true
+}
