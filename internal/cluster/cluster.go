@@ -213,6 +213,31 @@ func (a *Attempt) Next(client netip.Addr) *Node {
 	}
 }
 
+// Recorded offers the node an affinity record names (F5): the node
+// itself when it can take the connection, else the first node down its
+// fall-over chain that can (its stand-in), else nil, and the caller goes on
+// with Next. Standby status does not matter here (affinity beats standby).
+// servingYellow lets a yellow recorded node take the client: port-less
+// clusters keep serving a draining node's recorded clients (F7), whose
+// data connections belong to sessions still open on that node.
+func (a *Attempt) Recorded(name string, servingYellow bool) *Node {
+	_, i := a.c.Node(name)
+	if i < 0 {
+		return nil
+	}
+	if servingYellow && !a.tried[i] && a.c.Nodes[i].State() == Yellow {
+		if a.c.Nodes[i].canTake(a.now, a.c.Config.RetryInterval, a.c.maxConns[i], true) {
+			return a.take(i)
+		}
+	}
+	for hops := 0; i >= 0 && hops < len(a.c.Nodes); i, hops = a.c.fallover[i], hops+1 {
+		if a.claim(i) {
+			return a.take(i)
+		}
+	}
+	return nil
+}
+
 func (a *Attempt) take(i int) *Node {
 	a.tried[i] = true
 	a.last = i

@@ -153,3 +153,30 @@ func TestNewCarriesNodesOver(t *testing.T) {
 		t.Fatal("a node whose address changed was carried over")
 	}
 }
+
+// An affinity record's node is offered first, or its stand-in when it
+// cannot take the connection; standby status does not matter.
+func TestRecorded(t *testing.T) {
+	c := build(t, "a:1:b", "b:1", "s:1::standby")
+	a := c.Begin(time.Now())
+	if n := a.Recorded("s", false); n == nil || n.Name != "s" {
+		t.Fatalf("recorded standby: %v, want s (affinity beats standby)", n)
+	}
+	a.Done()
+	node(c, "a").SetState(Yellow)
+	a = c.Begin(time.Now())
+	if n := a.Recorded("a", false); n == nil || n.Name != "b" {
+		t.Fatalf("recorded yellow node: %v, want its stand-in b", n)
+	}
+	a.Done()
+	a = c.Begin(time.Now())
+	if n := a.Recorded("a", true); n == nil || n.Name != "a" {
+		t.Fatalf("port-less, recorded yellow node: %v, want a itself", n)
+	}
+	a.Done()
+	a = c.Begin(time.Now())
+	if n := a.Recorded("gone", false); n != nil {
+		t.Fatalf("record naming an unknown node: %v, want nil (a miss)", n)
+	}
+	a.Done()
+}

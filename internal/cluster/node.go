@@ -120,7 +120,14 @@ func (n *Node) MarkUp() {
 // retry time has passed: the caller that wins the race pushes the retry time
 // forward, so the others keep skipping it until the probe's outcome is known.
 func (n *Node) usable(now int64, retry time.Duration, maxConns int, claimProbe bool) bool {
-	if n.State() != Green || n.checkDown.Load() {
+	return n.State() == Green && n.canTake(now, retry, maxConns, claimProbe)
+}
+
+// canTake is usable without the administrative state, for callers that
+// have accepted the state already (a yellow node serving its recorded
+// clients in a port-less cluster).
+func (n *Node) canTake(now int64, retry time.Duration, maxConns int, claimProbe bool) bool {
+	if n.checkDown.Load() {
 		return false
 	}
 	if maxConns > 0 && n.Stats.Active.Load() >= int64(maxConns) {
