@@ -34,7 +34,7 @@ func (t *Table) drain(redisUp bool, out []change) []change {
 		ops := sh.ops
 		sh.ops = nil
 		for _, o := range ops {
-			e := sh.m[o.k].e
+			e := sh.m[o.k]
 			if e == nil {
 				out = append(out, change{k: o.k, bolt: true, del: true, fgt: o.forget, redis: o.forget && redisUp})
 				continue
@@ -61,8 +61,7 @@ func (t *Table) pendingRedis(out []change) []change {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
-		for _, v := range sh.m {
-			e := v.e
+		for _, e := range sh.m {
 			if e.flags&fRedis != 0 {
 				out = append(out, change{k: e.k, node: t.nameOf(e.node), seen: e.lru.Key,
 					redis: true, nx: e.flags&fNew != 0, moved: e.flags&fMoved != 0})
@@ -78,7 +77,7 @@ func (t *Table) pendingRedis(out []change) []change {
 func (t *Table) remark(c change) {
 	sh := t.shard(c.k)
 	sh.mu.Lock()
-	if e := sh.m[c.k].e; e != nil {
+	if e := sh.m[c.k]; e != nil {
 		e.flags |= fRedis
 		if c.nx {
 			e.flags |= fNew
@@ -94,7 +93,7 @@ func (t *Table) remark(c change) {
 func (t *Table) requeue(c change) {
 	sh := t.shard(c.k)
 	sh.mu.Lock()
-	if e := sh.m[c.k].e; e != nil {
+	if e := sh.m[c.k]; e != nil {
 		t.queue(sh, e)
 	} else {
 		t.queueOp(sh, op{k: c.k})
@@ -110,7 +109,7 @@ func (t *Table) adopt(k key, node string, seen int64, create, newerOnly bool) {
 	id := t.nameID(node)
 	sh := t.shard(k)
 	sh.mu.Lock()
-	e := sh.m[k].e
+	e := sh.m[k]
 	if e == nil {
 		sh.mu.Unlock()
 		if create {
@@ -136,7 +135,7 @@ func (t *Table) adopt(k key, node string, seen int64, create, newerOnly bool) {
 func (t *Table) drop(k key) {
 	sh := t.shard(k)
 	sh.mu.Lock()
-	if e := sh.m[k].e; e != nil {
+	if e := sh.m[k]; e != nil {
 		t.remove(sh, e, false)
 	}
 	sh.mu.Unlock()
@@ -199,7 +198,7 @@ func (t *Table) fillShard(sh *shard, recs []stored) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if len(sh.m) == 0 {
-		sh.m = make(map[key]slot, len(recs))
+		sh.m = make(map[key]*entry, len(recs))
 	}
 	for _, r := range recs {
 		if _, dup := sh.m[r.k]; dup {
@@ -207,7 +206,7 @@ func (t *Table) fillShard(sh *shard, recs []stored) {
 		}
 		e := &entry{k: r.k, node: r.node}
 		e.lru.Key, e.lru.Value = r.seen, e
-		sh.set(e)
+		sh.m[r.k] = e
 		sh.lru.Insert(&e.lru)
 		t.count.Add(1)
 	}

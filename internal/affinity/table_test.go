@@ -262,9 +262,9 @@ func TestConcurrent(t *testing.T) {
 	for i := range tb.shards {
 		total += len(tb.shards[i].m)
 		inTree += tb.shards[i].lru.Len()
-		for k, v := range tb.shards[i].m {
-			if v.e.k != k || int64(v.seen) != v.e.lru.Key || v.node != v.e.node || !v.e.lru.Linked() {
-				t.Fatalf("slot %+v out of step with its entry %+v", v, *v.e)
+		for k, e := range tb.shards[i].m {
+			if e.k != k || !e.lru.Linked() || e.lru.Value != e {
+				t.Fatalf("entry %+v filed under %v", *e, k)
 			}
 		}
 	}

@@ -106,8 +106,7 @@ func (t *Table) SetOptions(o Options) error {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
-		for _, v := range sh.m {
-			e := v.e
+		for _, e := range sh.m {
 			all = append(all, saved{e.k.addr(), e.node, e.lru.Key})
 			t.remove(sh, e, false)
 		}
@@ -141,14 +140,19 @@ func (t *Table) Get(client netip.Addr) (Entry, bool) {
 	}
 	sh := t.shard(k)
 	sh.mu.RLock()
-	v := sh.m[k]
+	e := sh.m[k]
+	var seen int64
+	var id uint32
+	if e != nil {
+		seen, id = e.lru.Key, e.node
+	}
 	sh.mu.RUnlock()
-	if v.e == nil {
+	if e == nil {
 		return Entry{}, false
 	}
 	bits := s.MaskV6
 	if a := k.addr(); a.Is4() {
 		bits = s.MaskV4
 	}
-	return Entry{Prefix: netip.PrefixFrom(k.addr(), bits), Node: t.nameOf(v.node), LastSeen: time.Unix(int64(v.seen), 0)}, true
+	return Entry{Prefix: netip.PrefixFrom(k.addr(), bits), Node: t.nameOf(id), LastSeen: time.Unix(seen, 0)}, true
 }

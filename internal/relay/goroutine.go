@@ -73,6 +73,13 @@ func startSession(client, node *net.TCPConn, opt Options) (*session, error) {
 	return s, nil
 }
 
+// Timeouts here are socket deadlines, that is the runtime's own timers, and
+// not an ebtree queue: the runtime keeps one timer heap per P, re-arms a
+// deadline without allocating, and wakes exactly the parked goroutine; a
+// queue of our own would need a goroutine to run it and a wake-up path into
+// the parked directions. The event-loop data path, which has no parked
+// goroutines, is where a per-loop ebtree timer queue pays (issue 11).
+
 // session is the shared state of one relayed connection.
 type session struct {
 	client, node *net.TCPConn
