@@ -102,7 +102,7 @@ func waitJS(t *testing.T, ctx context.Context, what, expr string) {
 	var err error
 	for {
 		var ok bool
-		if ok, err = chromedp.Run(sctx, chromedp.Evaluate[bool]("!!(" + expr + ")")); err == nil && ok {
+		if ok, err = chromedp.Run(sctx, chromedp.Evaluate[bool]("!!("+expr+")")); err == nil && ok {
 			return
 		}
 		select {

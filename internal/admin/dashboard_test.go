@@ -30,7 +30,7 @@ func TestDashboardRender(t *testing.T) {
 		}
 	}
 	for _, want := range []string{`data-listener="web"`, `data-listener="other"`, `data-cluster="A"`,
-		`<option selected>A</option>`, `data-token="none"`} {
+		`<option selected>A</option>`, `data-token="none"`, `data-affinity="false"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}

@@ -236,3 +236,72 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("store stats %+v", s)
 	}
 }
+
+// TestRedisHungServer: a Redis that accepts connections and never answers
+// costs a lookup at most the lookup timeout, and only RedisBreakerFails
+// times before the breaker skips it.
+func TestRedisHungServer(t *testing.T) {
+	l, err := net.Listen("tcp", redisHost+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c) // read nothing, answer nothing
+		}
+	}()
+	m := openT(t, Config{Redis: "redis://" + l.Addr().String()})
+	tb := tableT(t, m, "web", DefaultOptions())
+	m.redis.up.Store(true) // as if Redis had hung after a good start
+	var worst time.Duration
+	for i := range 20 {
+		start := time.Now()
+		if _, ok := m.LookupShared(context.Background(), tb.View(nil), ip(fmt.Sprintf("10.0.0.%d", i)), time.Now()); ok {
+			t.Fatal("hit")
+		}
+		worst = max(worst, time.Since(start))
+	}
+	s := m.Stats()
+	t.Logf("worst lookup %v; %+v", worst, s)
+	if worst > RedisLookupTimeout+40*time.Millisecond || s.Errors != RedisBreakerFails || s.RedisUp {
+		t.Fatalf("worst %v, stats %+v; want <= ~%v, %d errors, breaker open", worst, s, RedisLookupTimeout, RedisBreakerFails)
+	}
+	m.Close()
+	l.Close()
+	<-done
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// TestRedisWriteBackLoses: a client learnt while Redis was away from this
+// balancer, and meanwhile recorded in Redis by the twin, takes the twin's
+// node when Redis returns (the record already in Redis wins).
+func TestRedisWriteBackLoses(t *testing.T) {
+	rs := startRedis(t)
+	a, b := openT(t, Config{Redis: rs.url}), openT(t, Config{Redis: rs.url})
+	defer a.Close()
+	defer b.Close()
+	ta, tb := tableT(t, a, "web", DefaultOptions()), tableT(t, b, "web", DefaultOptions())
+	now := time.Now()
+	c := ip("10.7.7.7")
+	tb.Record(c, "n2", now)
+	b.Flush()
+	a.redis.up.Store(false) // a's breaker open: a writes bbolt only, pings every second
+	ta.Record(c, "n1", now)
+	took := within(t, 3*time.Second, "write-back", func() bool { return a.Stats().WrittenBack == 1 })
+	if node, _ := ta.Lookup(c, now); node != "n2" || ta.Stats().Conflicts != 1 {
+		t.Fatalf("after write-back (%v): %q, conflicts %d; want the twin's n2", took, node, ta.Stats().Conflicts)
+	}
+	if v := rs.get("pb:aff:web:10.7.7.7"); !strings.HasPrefix(v, "n2\x1f") {
+		t.Fatalf("redis holds %q", v)
+	}
+}

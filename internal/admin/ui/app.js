@@ -123,7 +123,9 @@
   function draw(svg, values, unit) {
     if (!svg) return;
     const max = Math.max(...values, 1e-9);
-    const step = 150 / Math.max(1, POINTS - 1);
+    // The graph fills from the right; the x scale shrinks as samples come
+    // in, until it holds five minutes (POINTS samples).
+    const step = 150 / Math.max(30, values.length - 1);
     const x0 = 150 - (values.length - 1) * step;
     const pts = values.map((v, i) => (x0 + i * step).toFixed(1) + ',' + (23 - 22 * v / max).toFixed(1));
     svg.firstElementChild.setAttribute('points', pts.join(' '));
@@ -151,7 +153,7 @@
       const c = clusters[i];
       const rows = $$('tr[data-node]', sec);
       return sec.dataset.cluster === c.name && rows.length === c.nodes.length &&
-        $('[data-f="affinity"]', sec).dataset.on === String(c.affinity) &&
+        $('[data-f="affinity"]', sec).dataset.affinity === String(c.affinity) &&
         rows.every((r, j) => r.dataset.node === c.nodes[j].name && r.dataset.fallover === c.nodes[j].fallover);
     });
   }
