@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -310,9 +311,39 @@ func TestAffinityAndBansNotYet(t *testing.T) {
 	st, body, hdr := f.call(t, "GET", "/api/affinity/not-an-ip", "")
 	wantError(t, 400, body, hdr, st, "bad_request", `"not-an-ip" is not an IP address`)
 
+}
+
+// With affinity on, a client's record can be looked up and forgotten.
+func TestAffinityLookupAndForget(t *testing.T) {
 	g := newFixture(t, fixtureOpts{clusterA: "affinity = true"})
-	st, body, hdr = g.call(t, "GET", "/api/affinity/192.0.2.1", "")
-	wantError(t, 501, body, hdr, st, "not_implemented", `cluster "A" has affinity enabled, but this build has no affinity table yet`)
+	st, body, hdr := g.call(t, "GET", "/api/affinity/192.0.2.1", "")
+	wantError(t, 404, body, hdr, st, "not_found", "no affinity record for 192.0.2.1")
+
+	const client = "127.0.7.50"
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(client)}}
+	c, err := d.Dial("tcp", g.listenerAddr("web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("hi\n"))
+	c.Read(make([]byte, 64)) // relayed: the record was written before the first byte
+	c.Close()
+	for _, fm := range formats {
+		st, body, hdr = g.call(t, "GET", "/api/affinity/"+client, "", "Accept", fm.accept)
+		if st != 200 {
+			t.Fatalf("%s: GET affinity: %d %s", fm.name, st, body)
+		}
+		var rec admin.AffinityRecord
+		decode(t, hdr, body, &rec)
+		if rec.Client != client+"/32" || rec.Cluster != "A" || (rec.Node != "a1" && rec.Node != "a2") {
+			t.Fatalf("%s: record %+v", fm.name, rec)
+		}
+	}
+	if st, body, _ = g.call(t, "DELETE", "/api/affinity/"+client, ""); st >= 300 {
+		t.Fatalf("DELETE affinity: %d %s", st, body)
+	}
+	st, body, hdr = g.call(t, "GET", "/api/affinity/"+client, "")
+	wantError(t, 404, body, hdr, st, "not_found", "no affinity record for "+client)
 }
 
 func TestMethodNotAllowed(t *testing.T) {

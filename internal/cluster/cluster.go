@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/protobalance/protobalance/internal/affinity"
 	"github.com/protobalance/protobalance/internal/balance"
 	"github.com/protobalance/protobalance/internal/config"
 	"github.com/protobalance/protobalance/internal/health"
@@ -28,6 +29,10 @@ type Cluster struct {
 	// PortLess is true when any node takes the client's port: such a
 	// cluster never falls over and never marks nodes down (F6).
 	PortLess bool
+
+	// Affinity is the cluster's view of its client table (F5), nil
+	// without affinity. Set by the owner before the version is published.
+	Affinity *affinity.View
 
 	// Health is the cluster's active health checker, nil without a check.
 	// Versions with an unchanged check share it (see newChecker).

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -258,20 +259,38 @@ func mapProxyErr(err error) error {
 	return err
 }
 
-// Affinity implements admin.Controller. The affinity table is not part of
-// this build yet (seam: issue F5); the answer says why there is no record.
-func (c *Controller) Affinity(netip.Addr) (admin.AffinityRecord, error) {
-	return admin.AffinityRecord{}, c.noAffinity()
+// Affinity implements admin.Controller: the client's record (the first
+// table holding one, in configuration order of its clusters).
+func (c *Controller) Affinity(ip netip.Addr) (admin.AffinityRecord, error) {
+	if err := c.noAffinity(); err != nil {
+		return admin.AffinityRecord{}, err
+	}
+	recs := c.srv.AffinityOf(ip)
+	if len(recs) == 0 {
+		return admin.AffinityRecord{}, fmt.Errorf("%w: no affinity record for %s", admin.ErrNotFound, ip)
+	}
+	r := recs[0]
+	return admin.AffinityRecord{Client: r.Prefix.String(), Cluster: strings.Join(r.Clusters, ","), Node: r.Node,
+		LastSeen: r.LastSeen.UTC().Format(time.RFC3339)}, nil
 }
 
-// ForgetAffinity implements admin.Controller (see Affinity).
-func (c *Controller) ForgetAffinity(netip.Addr) error { return c.noAffinity() }
+// ForgetAffinity implements admin.Controller: the record is removed from
+// every table (and, in shared mode, from Redis at the next flush).
+func (c *Controller) ForgetAffinity(ip netip.Addr) error {
+	if err := c.noAffinity(); err != nil {
+		return err
+	}
+	if c.srv.ForgetAffinity(ip) == 0 {
+		return fmt.Errorf("%w: no affinity record for %s", admin.ErrNotFound, ip)
+	}
+	return nil
+}
 
+// noAffinity is the error when no cluster keeps affinity records.
 func (c *Controller) noAffinity() error {
 	for _, cl := range c.srv.Config().Clusters {
 		if cl.Affinity {
-			return fmt.Errorf("%w: cluster %q has affinity enabled, but this build has no affinity table yet",
-				admin.ErrUnsupported, cl.Name)
+			return nil
 		}
 	}
 	return fmt.Errorf("%w: no cluster has affinity enabled", admin.ErrNotFound)

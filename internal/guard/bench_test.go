@@ -134,16 +134,19 @@ func BenchmarkLoad450k(b *testing.B) {
 
 // BenchmarkAdmit measures one Admit (plus Release when admitted) of a known
 // client, with and without the 450,000-prefix table, with and without
-// per-client limits.
+// per-client limits. Clients are 256 random IPv4 addresses in 1.0.0.0 to
+// 223.255.255.255 that the table admits (the lookup descends the tree, then
+// falls off), or for "denied" 256 addresses inside listed prefixes.
 func BenchmarkAdmit(b *testing.B) {
 	type variant struct {
-		name        string
-		list, track bool
+		name                string
+		list, track, denied bool
 	}
 	for _, v := range []variant{
-		{"list=0/limits=on", false, true},
-		{"list=450k/limits=off", true, false},
-		{"list=450k/limits=on", true, true},
+		{"list=0/limits=on", false, true, false},
+		{"list=450k/limits=off", true, false, false},
+		{"list=450k/limits=on", true, true, false},
+		{"list=450k/denied", true, true, true},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			cfg := listener()
@@ -154,17 +157,21 @@ func BenchmarkAdmit(b *testing.B) {
 				cfg.MaxConnRate, cfg.MaxClientConns = 1<<30, 100
 			}
 			g := mustNew(b, cfg, Options{})
-			// Clients the list does not hold (192.0.2.0/24 is TEST-NET-1,
-			// bgpLike starts IPv4 prefixes below 224 but never there by luck
-			// alone; check).
-			clients := make([]netip.Addr, 256)
-			for i := range clients {
-				clients[i] = netip.AddrFrom4([4]byte{192, 0, 2, byte(i)})
-				if !g.Permits(clients[i]) {
-					b.Skipf("%v listed", clients[i])
+			list, _ := bgpFixture()
+			r := rand.New(rand.NewPCG(7, 7))
+			clients := make([]netip.Addr, 0, 256)
+			for len(clients) < cap(clients) {
+				c := netip.AddrFrom4([4]byte{byte(1 + r.IntN(223)), byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32())})
+				if v.denied {
+					c = list[r.IntN(len(list))].Addr()
 				}
-				g.Admit(clients[i], t0)
-				g.Release(clients[i])
+				if g.Permits(c) == v.denied {
+					continue
+				}
+				clients = append(clients, c)
+				if g.Admit(c, t0).OK {
+					g.Release(c)
+				}
 			}
 			now := t0
 			i := 0

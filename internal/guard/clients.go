@@ -113,13 +113,19 @@ func (g *Guard) get(s *shard, k netip.Addr, t int64) *entry {
 	if e := s.m[k]; e != nil {
 		return e
 	}
+	// Evict down to below the cap (more than one only after the shard grew
+	// while all its clients held connections), reusing the first victim.
 	var e *entry
-	if len(s.m) >= s.cap {
-		if v := s.lru.PopFirst(); v != nil {
+	for len(s.m) >= s.cap {
+		v := s.lru.PopFirst()
+		if v == nil {
+			break
+		}
+		delete(s.m, v.Value.key)
+		g.ctr.evicted.Add(1)
+		if e == nil {
 			e = v.Value
-			delete(s.m, e.key)
 			*e = entry{}
-			g.ctr.evicted.Add(1)
 		}
 	}
 	if e == nil {

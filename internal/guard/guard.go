@@ -45,11 +45,12 @@
 //     shard's least recently seen client (by its last Admit) that has no open
 //     connection. Clients with open connections are never evicted, so their
 //     counts stay exact; if every client of a full shard holds a connection,
-//     the shard grows past its share, so the table never holds more than
-//     max(MaxClients, clients with open connections) entries plus shard
-//     rounding (open connections are capped by max_conns and the descriptor
-//     limit). An evicted client that was banned loses its ban; an attacker
-//     that keeps connecting stays recently seen.
+//     the shard grows past its share and shrinks back as soon as they go
+//     idle and new clients arrive. The table never holds more than
+//     MaxClients plus (number of clients holding open connections) entries;
+//     open connections are capped by max_conns and the descriptor limit.
+//     An evicted client that was banned loses its ban; an attacker that
+//     keeps connecting stays recently seen.
 //   - Time is the caller's: Admit takes now, and only the wall-clock
 //     reading is used, so a clock step moves ban ends and windows with it.
 package guard

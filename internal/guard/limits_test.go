@@ -298,6 +298,15 @@ func TestEvictsLeastRecentlySeen(t *testing.T) {
 	if e := g.shards[0].m[b]; e == nil || e.active != 0 || !e.lru.Linked() {
 		t.Fatalf("b after Release: %+v", e)
 	}
+	// Once they are idle again, the next new client shrinks the shard back
+	// to its share, oldest first (b, then a: released before d and e).
+	g.Release(a)
+	g.Release(d)
+	g.Release(e)
+	admitN(g, ip("10.0.0.6"), 1, t0.Add(time.Hour+ms(1)), 0)
+	if got := tracked(g); got != "10.0.0.4 10.0.0.5 10.0.0.6" {
+		t.Fatalf("tracked %q", got)
+	}
 }
 
 func tracked(g *Guard) string {

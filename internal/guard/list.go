@@ -2,12 +2,14 @@ package guard
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/protobalance/protobalance/ebtree"
@@ -68,26 +70,45 @@ func buildTable(cfg *config.Listener) (*table, error) {
 	if len(allow) == 0 && len(deny) == 0 {
 		return nil, nil
 	}
+	// Insert in address order: each insertion then walks the path the
+	// previous one just touched (cache-hot), and nodes sit in memory in the
+	// order lookups visit them. A prefix in both lists sorts deny last.
+	rules := make([]rule, 0, len(allow)+len(deny))
+	for _, p := range allow {
+		rules = append(rules, rule{normalize(p), false})
+	}
+	for _, p := range deny {
+		rules = append(rules, rule{normalize(p), true})
+	}
+	slices.SortFunc(rules, func(a, b rule) int {
+		return cmp.Or(a.p.Addr().Compare(b.p.Addr()), cmp.Compare(a.p.Bits(), b.p.Bits()), cmp.Compare(b2i(a.deny), b2i(b.deny)))
+	})
 	t := &table{defaultAllow: len(allow) == 0}
-	t.nodes = make([]ebtree.PrefixNode[bool], len(allow)+len(deny))
+	t.nodes = make([]ebtree.PrefixNode[bool], len(rules))
 	used := 0
-	add := func(p netip.Prefix, isDeny bool) {
+	for _, r := range rules {
 		n := &t.nodes[used]
-		n.Value = isDeny
-		switch got := t.t.Insert(normalize(p), n); {
+		n.Value = r.deny
+		switch got := t.t.Insert(r.p, n); {
 		case got == n:
 			used++
 		case got != nil:
-			got.Value = got.Value || isDeny // an equal prefix in both lists: deny
+			got.Value = got.Value || r.deny // an equal prefix in both lists: deny
 		}
 	}
-	for _, p := range allow {
-		add(p, false)
-	}
-	for _, p := range deny {
-		add(p, true)
-	}
 	return t, nil
+}
+
+type rule struct {
+	p    netip.Prefix
+	deny bool
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func appendErr(errs config.Errors, err error) config.Errors {

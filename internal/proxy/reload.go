@@ -45,11 +45,16 @@ func (s *Server) Apply(cfg *config.Config, maxConns int) error {
 		next = append(next, l)
 		opened = append(opened, l)
 	}
+	var plans []tablePlan
 	if s.started {
+		if plans, err = s.planAffinity(cfg, clusters); err != nil {
+			return err
+		}
 		if err := openAll(opened); err != nil {
 			return err
 		}
 	}
+	s.applyAffinity(plans)
 
 	// Commit: nothing below fails.
 	for i, l := range next {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/protobalance/protobalance/internal/affinity"
 	"github.com/protobalance/protobalance/internal/cluster"
 	"github.com/protobalance/protobalance/internal/config"
 	"github.com/protobalance/protobalance/internal/health"
@@ -35,6 +36,7 @@ type Server struct {
 	retired   []*Listener // removed by a reload; their sessions may still run
 	started   bool
 
+	aff      *affinity.Manager // opened when a cluster first needs affinity
 	dispatch *dispatchers
 	quit     chan struct{} // closed by Shutdown
 
@@ -152,7 +154,14 @@ func (s *Server) SwitchListener(listener, clusterName string) error {
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Affinity tables are restored before any listener opens.
+	plans, err := s.planAffinity(s.cfg, s.clusters)
+	if err != nil {
+		return err
+	}
+	s.applyAffinity(plans)
 	if err := openAll(s.listeners); err != nil {
+		s.closeAffinity()
 		return err
 	}
 	for _, l := range s.listeners {
@@ -214,13 +223,13 @@ func (s *Server) Shutdown(ctx context.Context) {
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		return
 	case <-ctx.Done():
+		for _, l := range all {
+			l.closeSessions()
+		}
+		<-done
 	}
-	for _, l := range all {
-		l.closeSessions()
-	}
-	<-done
+	s.closeAffinity()
 }
 
 // backoff is the pause after a failed accept (EMFILE, ENFILE, ENOBUFS):

@@ -73,9 +73,17 @@ func (ss *session) dial(c *cluster.Cluster) (*cluster.Node, *net.TCPConn, error)
 	for _, n := range ss.failed {
 		a.Exclude(n)
 	}
+	recorded := ss.l.s.lookupAffinity(c, client, ss.start)
 	var lastErr error = errNoNode
 	for {
-		n := a.Next(client)
+		var n *cluster.Node
+		if recorded != "" {
+			n = a.Recorded(recorded, c.PortLess)
+			recorded = "" // a failed dial goes on by the chain and the policy
+		}
+		if n == nil {
+			n = a.Next(client)
+		}
 		if n == nil {
 			return nil, nil, lastErr
 		}
@@ -95,6 +103,12 @@ func (ss *session) dial(c *cluster.Cluster) (*cluster.Node, *net.TCPConn, error)
 			n.MarkUp()
 			n.Stats.ConnectMS.Observe(time.Since(now))
 			setKeepAlive(tc)
+			// The record names the node that served the client, written
+			// before the first byte is relayed. Port-less clusters (FTP
+			// data) only read records.
+			if c.Affinity != nil && !c.PortLess {
+				c.Affinity.Record(client, n.Name, now)
+			}
 			return n, tc, nil
 		}
 		lastErr = err

@@ -192,7 +192,8 @@
     for (const b of $$('button[data-set]', row)) b.setAttribute('aria-pressed', String(b.dataset.set === n.state));
     const health = $('[data-f="health"]', row);
     health.className = n.available ? 'ok' : 'bad';
-    set(row, 'health', n.available ? 'available' : 'unavailable');
+    // check_error: the last health-check error, once the API reports it.
+    set(row, 'health', (n.available ? 'available' : 'unavailable') + (n.check_error ? ': ' + n.check_error : ''));
     const w = $('input[data-f="weight"]', row);
     if (!editing(w) && w.value !== String(n.weight)) w.value = n.weight;
     set(row, 'active', n.active);
