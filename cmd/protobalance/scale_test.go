@@ -296,3 +296,72 @@ hash_key = "twins"
 		t.Fatalf("60 clients all went to %v: not spread", seen)
 	}
 }
+
+// Affinity survives a restart: clients learnt before SIGTERM go back to
+// their nodes on their first connection after the balancer starts again
+// (the table is restored from the store before the listeners open). The
+// algorithm is random, so agreement is not a coincidence of pick order.
+func TestAffinitySurvivesRestart(t *testing.T) {
+	clients := 10000
+	if testing.Short() {
+		clients = 300
+	}
+	var nodes strings.Builder
+	for _, n := range []string{"a", "b", "c"} {
+		fmt.Fprintf(&nodes, "[[cluster.node]]\nname = %q\naddress = %q\n", n, namedNode(t, n))
+	}
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`
+[admin]
+listen = ""
+[store]
+path = %q
+[[listener]]
+name = "e2e"
+bind = "127.0.5.1:0"
+cluster = "c"
+[[cluster]]
+name = "c"
+algorithm = "random"
+affinity = true
+`, filepath.Join(dir, "pb.db")) + nodes.String()
+	ask := func(from, addr string) string {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 10 * time.Second}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "hi\n")
+		l, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatalf("client %s: %v", from, err)
+		}
+		return strings.TrimSpace(l)
+	}
+	client := func(i int) string { return fmt.Sprintf("127.1.%d.%d", i/250, i%250+1) }
+
+	p, addr := runBalancer(t, cfg)
+	learnt := make([]string, clients)
+	for i := range clients {
+		learnt[i] = ask(client(i), addr)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("first balancer: %v", err)
+	}
+	_, addr = runBalancer(t, cfg)
+	moved := 0
+	for i := range clients {
+		if got := ask(client(i), addr); got != learnt[i] {
+			moved++
+			if moved < 5 {
+				t.Errorf("client %s: %s before the restart, %s after", client(i), learnt[i], got)
+			}
+		}
+	}
+	if moved > 0 {
+		t.Fatalf("%d of %d clients changed node across the restart", moved, clients)
+	}
+}

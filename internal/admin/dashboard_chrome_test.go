@@ -30,7 +30,10 @@ func newBrowser(t *testing.T) context.Context {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("CI=true but %s is missing (%v): browser tests must run in CI; install Debian's chromium", chromiumPath, err)
 		}
-		t.Skipf("\n\n*** SKIPPING BROWSER TEST %s: %s not found (apt-get install chromium).\n*** Under CI=true this is a failure. ***\n", t.Name(), chromiumPath)
+		// Loud even without -v: a skipped browser test is easy to miss.
+		msg := fmt.Sprintf("\n*** SKIPPING BROWSER TEST %s: %s not found (apt-get install chromium).\n*** Under CI=true this is a failure. ***\n", t.Name(), chromiumPath)
+		fmt.Fprint(os.Stderr, msg)
+		t.Skip(msg)
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),

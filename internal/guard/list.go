@@ -3,6 +3,7 @@ package guard
 import (
 	"bufio"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -75,42 +76,66 @@ func buildTable(cfg *config.Listener) (*table, error) {
 	// order lookups visit them. A prefix in both lists sorts deny last.
 	rules := make([]rule, 0, len(allow)+len(deny))
 	for _, p := range allow {
-		rules = append(rules, rule{normalize(p), false})
+		rules = append(rules, newRule(p, false))
 	}
 	for _, p := range deny {
-		rules = append(rules, rule{normalize(p), true})
+		rules = append(rules, newRule(p, true))
 	}
 	slices.SortFunc(rules, func(a, b rule) int {
-		return cmp.Or(a.p.Addr().Compare(b.p.Addr()), cmp.Compare(a.p.Bits(), b.p.Bits()), cmp.Compare(b2i(a.deny), b2i(b.deny)))
+		return cmp.Or(cmp.Compare(a.hi, b.hi), cmp.Compare(a.lo, b.lo), cmp.Compare(a.meta, b.meta))
 	})
 	t := &table{defaultAllow: len(allow) == 0}
 	t.nodes = make([]ebtree.PrefixNode[bool], len(rules))
 	used := 0
 	for _, r := range rules {
 		n := &t.nodes[used]
-		n.Value = r.deny
-		switch got := t.t.Insert(r.p, n); {
+		n.Value = r.deny()
+		switch got := t.t.Insert(r.prefix(), n); {
 		case got == n:
 			used++
 		case got != nil:
-			got.Value = got.Value || r.deny // an equal prefix in both lists: deny
+			got.Value = got.Value || r.deny() // an equal prefix in both lists: deny
 		}
 	}
 	return t, nil
 }
 
+// rule is a normalized list entry packed into 24 bytes, so that sorting
+// 450,000 of them moves little memory. The sort key is the 128-bit address
+// (IPv4 as v4-mapped), then meta: family, length, allow before deny.
 type rule struct {
-	p    netip.Prefix
-	deny bool
+	hi, lo uint64
+	meta   uint32 // v6<<9 | bits<<1 | deny
 }
 
-func b2i(b bool) int {
-	if b {
-		return 1
+func newRule(p netip.Prefix, deny bool) rule {
+	p = normalize(p)
+	a := p.Addr()
+	b := a.As16()
+	r := rule{hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:]), meta: uint32(p.Bits()) << 1}
+	if a.Is6() {
+		r.meta |= 1 << 9
 	}
-	return 0
+	if deny {
+		r.meta |= 1
+	}
+	return r
 }
 
+func (r rule) deny() bool { return r.meta&1 != 0 }
+
+func (r rule) prefix() netip.Prefix {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], r.hi)
+	binary.BigEndian.PutUint64(b[8:], r.lo)
+	a := netip.AddrFrom16(b)
+	if r.meta&(1<<9) == 0 {
+		a = a.Unmap()
+	}
+	return netip.PrefixFrom(a, int(r.meta>>1&0xff))
+}
+
+// appendErr adds the problems in err to errs.
 func appendErr(errs config.Errors, err error) config.Errors {
 	var es config.Errors
 	var e *config.Error

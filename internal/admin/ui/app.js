@@ -199,6 +199,7 @@
     set(row, 'active', n.active);
     set(row, 'total', n.total);
     set(row, 'fails', n.failures + ' / ' + n.marked_down + ' / ' + n.fall_ins);
+    set(row, 'bytes', fmtBytes(n.bytes_in) + ' in · ' + fmtBytes(n.bytes_out) + ' out');
     const h = sample(c.name + '/' + n.name, t, n.total, n.bytes_in + n.bytes_out);
     if (h.conn.length) {
       set(row, 'conn', fmtRate(last(h.conn)));

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startRedis runs a real redis-server on 127.0.5.4 at port (below the
+// ephemeral range), without persistence. A missing binary skips loudly,
+// except under CI=true, where it fails.
+func startRedis(t *testing.T, port int) *exec.Cmd {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("redis-server is not installed (CI must install it: apt-get install redis-server)")
+		}
+		t.Skip("SKIPPING: redis-server is not installed; the twin test needs a real Redis")
+	}
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.5.4", "--save", "", "--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", "127.0.5.4:"+strconv.Itoa(port))
+		if err == nil {
+			c.Close()
+			return cmd
+		}
+		if i == 500 {
+			t.Fatalf("redis-server did not start: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// freeLowPort finds a free port below the ephemeral range on 127.0.5.4.
+func freeLowPort(t *testing.T) int {
+	for p := 21000 + os.Getpid()%2000; p < 32000; p++ {
+		ln, err := net.Listen("tcp", "127.0.5.4:"+strconv.Itoa(p))
+		if err == nil {
+			ln.Close()
+			return p
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// Twin balancers sharing affinity through a real Redis (F5, F9): with the
+// random algorithm, a client reaching either lands on the same node. Redis
+// killed: nothing fails, both keep serving on their local tables. Redis
+// back: sharing resumes.
+func TestTwinsShareAffinityThroughRedis(t *testing.T) {
+	port := freeLowPort(t)
+	redis := startRedis(t, port)
+	var nodes strings.Builder
+	for _, n := range []string{"a", "b", "c", "d"} {
+		fmt.Fprintf(&nodes, "[[cluster.node]]\nname = %q\naddress = %q\n", n, namedNode(t, n))
+	}
+	config := func(store string) string {
+		return fmt.Sprintf(`
+[admin]
+listen = ""
+[store]
+path = %q
+redis = "redis://127.0.5.4:%d/0"
+[[listener]]
+name = "e2e"
+bind = "127.0.5.1:0"
+cluster = "c"
+[[cluster]]
+name = "c"
+algorithm = "random"
+affinity = true
+`, store, port) + nodes.String()
+	}
+	dir := t.TempDir()
+	_, one := runBalancer(t, config(filepath.Join(dir, "one.db")))
+	_, two := runBalancer(t, config(filepath.Join(dir, "two.db")))
+	ask := func(from, addr string) string {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 10 * time.Second}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("client %s: %v", from, err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "hi\n")
+		l, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatalf("client %s: %v", from, err)
+		}
+		return strings.TrimSpace(l)
+	}
+	client := func(i int) string { return fmt.Sprintf("127.2.%d.%d", i/250, i%250+1) }
+
+	// Learnt on one, used by two after the stated propagation bound (0.5 s).
+	learnt := map[string]string{}
+	for i := range 100 {
+		learnt[client(i)] = ask(client(i), one)
+	}
+	time.Sleep(500 * time.Millisecond)
+	for from, want := range learnt {
+		if got := ask(from, two); got != want {
+			t.Fatalf("client %s: balancer one sent it to %s, balancer two to %s", from, want, got)
+		}
+	}
+
+	// Redis goes away: every connection still succeeds, known clients stay.
+	redis.Process.Kill()
+	redis.Wait()
+	for i := 100; i < 150; i++ {
+		ask(client(i), one)
+		ask(client(i), two)
+	}
+	for from, want := range learnt {
+		if got := ask(from, one); got != want {
+			t.Fatalf("with Redis down, client %s moved from %s to %s", from, want, got)
+		}
+	}
+
+	// Redis is back: sharing resumes (the balancers reconnect by themselves).
+	startRedis(t, port)
+	// Agreement on 8 fresh clients in a row cannot be chance (4^-8).
+	deadline := time.Now().Add(20 * time.Second)
+	for next := 200; ; next += 8 {
+		fresh := map[string]string{}
+		for i := next; i < next+8; i++ {
+			fresh[client(i)] = ask(client(i), two)
+		}
+		time.Sleep(500 * time.Millisecond)
+		agreed := 0
+		for from, want := range fresh {
+			if ask(from, one) == want {
+				agreed++
+			}
+		}
+		if agreed == len(fresh) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sharing did not resume within 20 s of Redis coming back (last round: %d of 8 agreed)", agreed)
+		}
+	}
+}
