@@ -37,6 +37,40 @@ func (b *builder) refs(c *Config) {
 		}
 		b.nodeRefs(s, cl)
 	}
+	b.affinityGroups(c)
+}
+
+// affinityGroups checks that clusters sharing an affinity table (the same
+// affinity_group) agree on how the table keys and keeps records.
+func (b *builder) affinityGroups(c *Config) {
+	first := map[string]int{}
+	for i := range c.Clusters {
+		cl := &c.Clusters[i]
+		if !cl.Affinity || cl.AffinityGroup == "" {
+			continue
+		}
+		j, seen := first[cl.AffinityGroup]
+		if !seen {
+			first[cl.AffinityGroup] = i
+			continue
+		}
+		f := &c.Clusters[j]
+		s := b.namedScope("cluster", i, cl.Name, scope{})
+		for _, d := range []struct {
+			key       string
+			mine, its any
+		}{
+			{"affinity_mask_v4", cl.AffinityMaskV4, f.AffinityMaskV4},
+			{"affinity_mask_v6", cl.AffinityMaskV6, f.AffinityMaskV6},
+			{"affinity_ttl", cl.AffinityTTL, f.AffinityTTL},
+			{"affinity_max", cl.AffinityMax, f.AffinityMax},
+		} {
+			if d.mine != d.its {
+				b.errf(s, d.key, "%s %v: differs from cluster %q (%v), which shares affinity_group %q: clusters of a group share one table",
+					d.key, d.mine, f.Name, d.its, cl.AffinityGroup)
+			}
+		}
+	}
 }
 
 // namedScope rebuilds the scope of the i-th element of an array of tables.
