@@ -268,25 +268,10 @@ hash_key = "twins"
 ` + nodes.String()
 	_, addr1 := runBalancer(t, cfg)
 	_, addr2 := runBalancer(t, cfg)
-	ask := func(from, addr string) string {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 10 * time.Second}
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		io.WriteString(c, "hi\n")
-		l, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimSpace(l)
-	}
 	seen := map[string]int{}
 	for i := range 60 {
 		from := fmt.Sprintf("127.0.5.%d", 100+i)
-		one, two := ask(from, addr1), ask(from, addr2)
+		one, two := askFrom(t, from, addr1), askFrom(t, from, addr2)
 		if one != two {
 			t.Fatalf("client %s: balancer 1 chose %s, balancer 2 chose %s", from, one, two)
 		}
@@ -325,27 +310,12 @@ name = "c"
 algorithm = "random"
 affinity = true
 `, filepath.Join(dir, "pb.db")) + nodes.String()
-	ask := func(from, addr string) string {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 10 * time.Second}
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		io.WriteString(c, "hi\n")
-		l, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil {
-			t.Fatalf("client %s: %v", from, err)
-		}
-		return strings.TrimSpace(l)
-	}
 	client := func(i int) string { return fmt.Sprintf("127.1.%d.%d", i/250, i%250+1) }
 
 	p, addr := runBalancer(t, cfg)
 	learnt := make([]string, clients)
 	for i := range clients {
-		learnt[i] = ask(client(i), addr)
+		learnt[i] = askFrom(t, client(i), addr)
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if err := p.cmd.Wait(); err != nil {
@@ -354,7 +324,7 @@ affinity = true
 	_, addr = runBalancer(t, cfg)
 	moved := 0
 	for i := range clients {
-		if got := ask(client(i), addr); got != learnt[i] {
+		if got := askFrom(t, client(i), addr); got != learnt[i] {
 			moved++
 			if moved < 5 {
 				t.Errorf("client %s: %s before the restart, %s after", client(i), learnt[i], got)

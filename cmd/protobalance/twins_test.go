@@ -88,32 +88,16 @@ affinity = true
 	dir := t.TempDir()
 	_, one := runBalancer(t, config(filepath.Join(dir, "one.db")))
 	_, two := runBalancer(t, config(filepath.Join(dir, "two.db")))
-	ask := func(from, addr string) string {
-		t.Helper()
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 10 * time.Second}
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatalf("client %s: %v", from, err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		io.WriteString(c, "hi\n")
-		l, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil {
-			t.Fatalf("client %s: %v", from, err)
-		}
-		return strings.TrimSpace(l)
-	}
 	client := func(i int) string { return fmt.Sprintf("127.2.%d.%d", i/250, i%250+1) }
 
 	// Learnt on one, used by two after the stated propagation bound (0.5 s).
 	learnt := map[string]string{}
 	for i := range 100 {
-		learnt[client(i)] = ask(client(i), one)
+		learnt[client(i)] = askFrom(t, client(i), one)
 	}
 	time.Sleep(500 * time.Millisecond)
 	for from, want := range learnt {
-		if got := ask(from, two); got != want {
+		if got := askFrom(t, from, two); got != want {
 			t.Fatalf("client %s: balancer one sent it to %s, balancer two to %s", from, want, got)
 		}
 	}
@@ -122,11 +106,11 @@ affinity = true
 	redis.Process.Kill()
 	redis.Wait()
 	for i := 100; i < 150; i++ {
-		ask(client(i), one)
-		ask(client(i), two)
+		askFrom(t, client(i), one)
+		askFrom(t, client(i), two)
 	}
 	for from, want := range learnt {
-		if got := ask(from, one); got != want {
+		if got := askFrom(t, from, one); got != want {
 			t.Fatalf("with Redis down, client %s moved from %s to %s", from, want, got)
 		}
 	}
@@ -138,12 +122,12 @@ affinity = true
 	for next := 200; ; next += 8 {
 		fresh := map[string]string{}
 		for i := next; i < next+8; i++ {
-			fresh[client(i)] = ask(client(i), two)
+			fresh[client(i)] = askFrom(t, client(i), two)
 		}
 		time.Sleep(500 * time.Millisecond)
 		agreed := 0
 		for from, want := range fresh {
-			if ask(from, one) == want {
+			if askFrom(t, from, one) == want {
 				agreed++
 			}
 		}
@@ -154,4 +138,23 @@ affinity = true
 			t.Fatalf("sharing did not resume within 20 s of Redis coming back (last round: %d of 8 agreed)", agreed)
 		}
 	}
+}
+
+// askFrom sends one line through addr from the client address from (any
+// 127.x.y.z can be bound) and returns the one-line answer.
+func askFrom(t *testing.T, from, addr string) string {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 10 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("client %s: %v", from, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "hi\n")
+	l, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("client %s: %v", from, err)
+	}
+	return strings.TrimSpace(l)
 }
