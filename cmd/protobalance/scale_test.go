@@ -291,6 +291,16 @@ func TestAffinitySurvivesRestart(t *testing.T) {
 	if testing.Short() {
 		clients = 300
 	}
+	affinityAcrossRestart(t, clients, false)
+}
+
+// After a crash (SIGKILL), every record older than the flush interval is
+// back: the stated loss bound holds.
+func TestAffinitySurvivesCrash(t *testing.T) {
+	affinityAcrossRestart(t, 1000, true)
+}
+
+func affinityAcrossRestart(t *testing.T, clients int, crash bool) {
 	var nodes strings.Builder
 	for _, n := range []string{"a", "b", "c"} {
 		fmt.Fprintf(&nodes, "[[cluster.node]]\nname = %q\naddress = %q\n", n, namedNode(t, n))
@@ -317,8 +327,15 @@ affinity = true
 	for i := range clients {
 		learnt[i] = askFrom(t, client(i), addr)
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := p.cmd.Wait(); err != nil {
+	stop := syscall.SIGTERM
+	if crash {
+		// A crash loses at most the last affinity.FlushInterval (100 ms)
+		// of new records: wait past it, then kill without a chance to flush.
+		time.Sleep(300 * time.Millisecond)
+		stop = syscall.SIGKILL
+	}
+	p.cmd.Process.Signal(stop)
+	if err := p.cmd.Wait(); err != nil && !crash {
 		t.Fatalf("first balancer: %v", err)
 	}
 	_, addr = runBalancer(t, cfg)
