@@ -98,7 +98,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(&b, "  printf 'hello\\nworld\\n' | nc -q1 %s %s\n", addrHost(addr), addrPort(addr))
 		if adm != nil {
 			a := adm.Addr().String()
-			fmt.Fprintf(&b, "\nThe admin API is on %s (metrics: curl -s %s/metrics). Drain node-1 and watch:\n", a, adm.URL())
+			fmt.Fprintf(&b, "\nThe dashboard: open %s/ in a browser (green/yellow/red buttons per node).\n", adm.URL())
+			fmt.Fprintf(&b, "The admin API is on %s (metrics: curl -s %s/metrics). Drain node-1 and watch:\n", a, adm.URL())
 			fmt.Fprintf(&b, "  protobalance ctl --admin %s node demo node-1 state yellow\n", a)
 			fmt.Fprintf(&b, "  protobalance ctl --admin %s cluster demo\n", a)
 			fmt.Fprintf(&b, "  protobalance report --admin %s\n", a)

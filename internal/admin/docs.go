@@ -16,7 +16,10 @@ type Cluster struct {
 	Name      string   `json:"name" xml:"name,attr"`
 	Algorithm string   `json:"algorithm" xml:"algorithm,attr"`
 	Affinity  bool     `json:"affinity" xml:"affinity,attr"`
-	Nodes     []Node   `json:"nodes" xml:"node"`
+	// AffinitySize is the number of records in the cluster's affinity
+	// table (shared by its affinity_group), absent without affinity.
+	AffinitySize *int   `json:"affinity_size,omitempty" xml:"affinity_size,omitempty"`
+	Nodes        []Node `json:"nodes" xml:"node"`
 }
 
 // Node is one node's configuration and live figures.
@@ -25,7 +28,10 @@ type Node struct {
 	Address   string `json:"address" xml:"address"`
 	State     string `json:"state" xml:"state"` // green | yellow | red
 	Available bool   `json:"available" xml:"available"`
-	Weight    int    `json:"weight" xml:"weight"`
+	// CheckError is the last active health check's error ("" when it
+	// passed, or without a check).
+	CheckError string `json:"check_error,omitempty" xml:"check_error,omitempty"`
+	Weight     int    `json:"weight" xml:"weight"`
 	// Fallover names the node that stands in for this one ("" = none).
 	Fallover string `json:"fallover" xml:"fallover"`
 	Standby  bool   `json:"standby" xml:"standby"`

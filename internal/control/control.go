@@ -78,9 +78,20 @@ func (c *Controller) Cluster(name string) (admin.Cluster, error) {
 func clusterDoc(cl *cluster.Cluster) admin.Cluster {
 	d := admin.Cluster{Name: cl.Name, Algorithm: cl.Config.Algorithm, Affinity: cl.Config.Affinity,
 		Nodes: make([]admin.Node, 0, len(cl.Nodes))}
+	if cl.Affinity != nil {
+		size := cl.Affinity.Table().Len()
+		d.AffinitySize = &size
+	}
 	for i, n := range cl.Nodes {
 		nc := cl.Config.Nodes[i]
+		checkErr := ""
+		if cl.Health != nil {
+			if st, ok := cl.Health.Status(n.Name); ok {
+				checkErr = st.LastErr
+			}
+		}
 		d.Nodes = append(d.Nodes, admin.Node{
+			CheckError:  checkErr,
 			Name:        n.Name,
 			Address:     nc.Address(),
 			State:       n.State().String(),
