@@ -75,7 +75,22 @@ type Listener struct {
 	// NoSourcePort counts connections closed because a dial ran out of
 	// local ports or descriptors.
 	NoSourcePort uint64 `json:"no_source_port" xml:"no_source_port"`
+	// Guard counts connections the abuse guard refused at accept, by
+	// reason: deny (allow/deny lists), rate (the connection that started a
+	// ban), ban (during a ban), concurrency (max_client_conns).
+	Guard GuardCounts `json:"guard" xml:"guard"`
 }
+
+// GuardCounts are a listener's abuse-guard refusals by reason.
+type GuardCounts struct {
+	Deny        uint64 `json:"deny" xml:"deny"`
+	Rate        uint64 `json:"rate" xml:"rate"`
+	Ban         uint64 `json:"ban" xml:"ban"`
+	Concurrency uint64 `json:"concurrency" xml:"concurrency"`
+}
+
+// Total is the sum over reasons.
+func (g GuardCounts) Total() uint64 { return g.Deny + g.Rate + g.Ban + g.Concurrency }
 
 // AffinityRecord answers GET /api/affinity/{ip}.
 type AffinityRecord struct {

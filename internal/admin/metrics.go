@@ -31,6 +31,7 @@ const (
 	mListenerRefused  = "protobalance_listener_refused_total"
 	mListenerNoSource = "protobalance_listener_no_source_port_total"
 	mListenerCluster  = "protobalance_listener_cluster"
+	mListenerGuard    = "protobalance_listener_guard_rejected_total"
 
 	mGoroutines = "protobalance_goroutines"
 	mRSS        = "protobalance_resident_memory_bytes"
@@ -57,6 +58,7 @@ var metricHelp = []struct{ name, typ, help string }{
 	{mListenerRefused, "counter", "Connections refused by a connection cap."},
 	{mListenerNoSource, "counter", "Connections closed because a dial ran out of local ports or descriptors."},
 	{mListenerCluster, "gauge", "1 for the cluster the listener sends new connections to."},
+	{mListenerGuard, "counter", "Connections refused at accept by the abuse guard, by reason (deny, rate, ban, concurrency)."},
 	{mGoroutines, "gauge", "Number of goroutines."},
 	{mRSS, "gauge", "Resident memory of the process, in bytes (from /proc/self/statm)."},
 	{mOpenFDs, "gauge", "Open file descriptors of the process."},
@@ -128,6 +130,12 @@ func (s *Server) metrics() []byte {
 		out.add(mListenerRefused, l, float64(ls.Refused))
 		out.add(mListenerNoSource, l, float64(ls.NoSourcePort))
 		out.add(mListenerCluster, append(l[:2:2], "cluster", ls.Cluster), 1)
+		for _, r := range []struct {
+			reason string
+			n      uint64
+		}{{"deny", ls.Guard.Deny}, {"rate", ls.Guard.Rate}, {"ban", ls.Guard.Ban}, {"concurrency", ls.Guard.Concurrency}} {
+			out.add(mListenerGuard, append(l[:2:2], "reason", r.reason), float64(r.n))
+		}
 	}
 	st := s.status()
 	out.add(mGoroutines, nil, float64(st.Goroutines))

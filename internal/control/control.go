@@ -124,6 +124,8 @@ func (c *Controller) Listeners() []admin.Listener {
 			Accepted: l.Stats.Accepted.Load(), Active: l.Stats.Active.Load(),
 			NoNode: l.Stats.NoNode.Load(), Refused: l.Stats.Refused.Load(),
 			NoSourcePort: l.Stats.NoSourcePort.Load(), Addrs: []string{}}
+		g := l.Guard().Counters()
+		d.Guard = admin.GuardCounts{Deny: g.Deny, Rate: g.Rate, Ban: g.Ban, Concurrency: g.Concurrency}
 		for _, a := range l.Addrs() {
 			d.Addrs = append(d.Addrs, a.String())
 		}
@@ -307,18 +309,45 @@ func (c *Controller) noAffinity() error {
 	return fmt.Errorf("%w: no cluster has affinity enabled", admin.ErrNotFound)
 }
 
-// Bans implements admin.Controller. The abuse guard is not part of this
-// build yet (seam: F13).
-func (c *Controller) Bans() ([]admin.Ban, error) { return nil, c.noBans() }
+// Bans implements admin.Controller: the running bans of every listener.
+func (c *Controller) Bans() ([]admin.Ban, error) {
+	if err := c.noBans(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	out := []admin.Ban{}
+	for _, l := range c.srv.Listeners() {
+		for _, b := range l.Guard().Bans(now) {
+			out = append(out, admin.Ban{Client: b.Client.String(), Listener: l.Name(),
+				Until: b.Until.UTC().Format(time.RFC3339)})
+		}
+	}
+	return out, nil
+}
 
-// LiftBan implements admin.Controller (see Bans).
-func (c *Controller) LiftBan(netip.Addr) error { return c.noBans() }
+// LiftBan implements admin.Controller: the client's ban is lifted on every
+// listener that holds one.
+func (c *Controller) LiftBan(ip netip.Addr) error {
+	if err := c.noBans(); err != nil {
+		return err
+	}
+	lifted := 0
+	for _, l := range c.srv.Listeners() {
+		if l.Guard().Lift(ip) {
+			lifted++
+		}
+	}
+	if lifted == 0 {
+		return fmt.Errorf("%w: %s is not banned", admin.ErrNotFound, ip)
+	}
+	return nil
+}
 
+// noBans is the error when no listener bans clients.
 func (c *Controller) noBans() error {
 	for _, l := range c.srv.Config().Listeners {
 		if l.MaxConnRate > 0 {
-			return fmt.Errorf("%w: listener %q sets max_conn_rate, but this build has no abuse guard yet",
-				admin.ErrUnsupported, l.Name)
+			return nil
 		}
 	}
 	return fmt.Errorf("%w: no listener bans clients (max_conn_rate is 0 everywhere)", admin.ErrNotFound)

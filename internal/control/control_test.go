@@ -99,9 +99,16 @@ func TestReloadErrors(t *testing.T) {
 	}
 }
 
-func TestBansSeam(t *testing.T) {
+func TestBans(t *testing.T) {
 	c := newController(t, "max_conn_rate = 5", nil)
-	if _, err := c.Bans(); !errors.Is(err, admin.ErrUnsupported) || !strings.Contains(err.Error(), `listener "web" sets max_conn_rate`) {
-		t.Errorf("bans: %v", err)
+	if bans, err := c.Bans(); err != nil || len(bans) != 0 {
+		t.Errorf("bans of a fresh guard: %v, %v; want none", bans, err)
+	}
+	if err := c.LiftBan(netip.MustParseAddr("192.0.2.1")); !errors.Is(err, admin.ErrNotFound) {
+		t.Errorf("lifting a ban that does not exist: %v, want not found", err)
+	}
+	c = newController(t, "", nil)
+	if _, err := c.Bans(); !errors.Is(err, admin.ErrNotFound) {
+		t.Errorf("bans without max_conn_rate: %v, want not found", err)
 	}
 }

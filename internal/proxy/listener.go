@@ -11,6 +11,7 @@ import (
 
 	"github.com/protobalance/protobalance/internal/cluster"
 	"github.com/protobalance/protobalance/internal/config"
+	"github.com/protobalance/protobalance/internal/guard"
 	"github.com/protobalance/protobalance/internal/stats"
 )
 
@@ -37,11 +38,13 @@ type Listener struct {
 // may change without rebinding.
 type listenerSettings struct {
 	cfg config.Listener
+	// guard admits or refuses each accepted client (F13); nil = no rule.
+	guard *guard.Guard
 }
 
-func newListener(s *Server, cfg *config.Listener, c *cluster.Cluster) *Listener {
+func newListener(s *Server, cfg *config.Listener, g *guard.Guard, c *cluster.Cluster) *Listener {
 	l := &Listener{s: s, name: cfg.Name, stop: make(chan struct{}), sessions: make(map[*session]struct{})}
-	l.settings.Store(&listenerSettings{cfg: *cfg})
+	l.settings.Store(&listenerSettings{cfg: *cfg, guard: g})
 	l.cluster.Store(c)
 	l.cap = newGate(cfg.MaxConns)
 	return l
@@ -52,6 +55,9 @@ func (l *Listener) Name() string { return l.name }
 
 // Bind is the listener's configured address or port range.
 func (l *Listener) Bind() config.Bind { return l.settings.Load().cfg.Bind }
+
+// Guard is the listener's abuse guard, nil when it has no rule.
+func (l *Listener) Guard() *guard.Guard { return l.settings.Load().guard }
 
 // Cluster is the cluster new connections go to.
 func (l *Listener) Cluster() *cluster.Cluster { return l.cluster.Load() }
@@ -166,8 +172,20 @@ func (l *Listener) acceptLoop(ln *net.TCPListener) {
 		}
 		bo.reset()
 		l.Stats.Accepted.Add(1)
+		now := time.Now()
+		g := l.settings.Load().guard
+		client := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
+		if v := g.Admit(client, now); !v.OK {
+			// Refused at accept: closed before a byte is read or a node
+			// dialled; counted by reason in the guard.
+			c.SetLinger(0)
+			c.Close()
+			l.cap.release()
+			l.s.global.release()
+			continue
+		}
 		l.Stats.Active.Add(1)
-		ss := &session{l: l, client: c, start: time.Now()}
+		ss := &session{l: l, client: c, start: now, guard: g, clientIP: client}
 		if !l.track(ss) {
 			ss.release()
 			c.Close()

@@ -30,6 +30,10 @@ func (s *Server) Apply(cfg *config.Config, maxConns int) error {
 	if err != nil {
 		return err
 	}
+	guards, err := buildGuards(cfg, s.log)
+	if err != nil {
+		return err
+	}
 	old := make(map[string]*Listener, len(s.listeners))
 	for _, l := range s.listeners {
 		old[l.Name()] = l
@@ -41,7 +45,7 @@ func (s *Server) Apply(cfg *config.Config, maxConns int) error {
 			next = append(next, l)
 			continue
 		}
-		l := newListener(s, lc, clusters[lc.Cluster])
+		l := newListener(s, lc, guards[i], clusters[lc.Cluster])
 		next = append(next, l)
 		opened = append(opened, l)
 	}
@@ -61,7 +65,8 @@ func (s *Server) Apply(cfg *config.Config, maxConns int) error {
 		lc := &cfg.Listeners[i]
 		if o := old[lc.Name]; o == l {
 			l.cluster.Store(s.clusterFor(l, lc, clusters))
-			l.settings.Store(&listenerSettings{cfg: *lc})
+			guards[i].CarryOver(l.Guard()) // bans and per-client counts survive
+			l.settings.Store(&listenerSettings{cfg: *lc, guard: guards[i]})
 			l.cap.setLimit(lc.MaxConns)
 			delete(old, lc.Name)
 		}

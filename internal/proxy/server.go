@@ -16,6 +16,7 @@ import (
 	"github.com/protobalance/protobalance/internal/affinity"
 	"github.com/protobalance/protobalance/internal/cluster"
 	"github.com/protobalance/protobalance/internal/config"
+	"github.com/protobalance/protobalance/internal/guard"
 	"github.com/protobalance/protobalance/internal/health"
 	"github.com/protobalance/protobalance/internal/relay"
 )
@@ -68,11 +69,29 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		return nil, err
 	}
 	s.clusters = clusters
+	guards, err := buildGuards(cfg, opt.Log)
+	if err != nil {
+		return nil, err
+	}
 	for i := range cfg.Listeners {
 		lc := &cfg.Listeners[i]
-		s.listeners = append(s.listeners, newListener(s, lc, clusters[lc.Cluster]))
+		s.listeners = append(s.listeners, newListener(s, lc, guards[i], clusters[lc.Cluster]))
 	}
 	return s, nil
+}
+
+// buildGuards builds each listener's abuse guard (reading allow_file and
+// deny_file: a bad line is an error naming file and line).
+func buildGuards(cfg *config.Config, log *slog.Logger) ([]*guard.Guard, error) {
+	out := make([]*guard.Guard, len(cfg.Listeners))
+	for i := range cfg.Listeners {
+		g, err := guard.New(&cfg.Listeners[i], log.With("listener", cfg.Listeners[i].Name))
+		if err != nil {
+			return nil, err
+		}
+		out[i] = g
+	}
+	return out, nil
 }
 
 // buildClusters builds every cluster of cfg, carrying nodes over from prev.

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/protobalance/protobalance/internal/cluster"
+	"github.com/protobalance/protobalance/internal/guard"
 	"github.com/protobalance/protobalance/internal/relay"
 )
 
@@ -18,6 +20,9 @@ type session struct {
 	l      *Listener
 	client *net.TCPConn
 	start  time.Time
+	// guard admitted the client and is told when the connection ends.
+	guard    *guard.Guard
+	clientIP netip.Addr
 
 	mu     sync.Mutex // guards node and closed
 	node   *net.TCPConn
@@ -234,6 +239,7 @@ func (ss *session) Close() error {
 
 // release gives back the caps and counts taken at accept.
 func (ss *session) release() {
+	ss.guard.Release(ss.clientIP)
 	ss.l.Stats.Active.Add(-1)
 	ss.l.cap.release()
 	ss.l.s.global.release()
