@@ -81,7 +81,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
-	return serve(cfg, log, nil, func(srv *proxy.Server, adm *admin.Server) {
+	return serve(cfg, log, nil, nil, func(srv *proxy.Server, adm *admin.Server) {
 		addr := srv.Listeners()[0].Addrs()[0].String()
 		var b strings.Builder
 		fmt.Fprintf(&b, "\nProto Balance demo: a balancer on %s in front of three nodes (round-robin, weights 2:1:1)\n", addr)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/protobalance/protobalance/internal/admin"
+	"github.com/protobalance/protobalance/internal/adminstate"
 	"github.com/protobalance/protobalance/internal/config"
 	"github.com/protobalance/protobalance/internal/control"
 	"github.com/protobalance/protobalance/internal/proxy"
@@ -38,15 +39,27 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Run-time changes (states, weights, listener switches) are kept
+	// beside the store and restored at the next start.
+	state, err := adminstate.Open(adminstate.PathFor(cfg.Store.Path), log)
+	if err != nil {
+		return err
+	}
 	reload := func(srv *proxy.Server) error {
 		next, err := config.Load(*file)
 		if err != nil {
 			return err
 		}
 		n, _ := effectiveMaxConns(next.Global.MaxConns)
-		return srv.Apply(next, n)
+		if err := srv.Apply(next, n); err != nil {
+			return err
+		}
+		if err := state.Prune(next); err != nil {
+			log.Error("saving the administrative state", "err", err)
+		}
+		return nil
 	}
-	return serve(cfg, log, reload, nil)
+	return serve(cfg, log, state, reload, nil)
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
@@ -97,13 +110,18 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 // (bind error, missing token off loopback) serve stops and fails. ready,
 // when set, is called once everything is open; adm is nil when the admin
 // server is disabled.
-func serve(cfg *config.Config, log *slog.Logger, reload func(*proxy.Server) error,
+func serve(cfg *config.Config, log *slog.Logger, state *adminstate.State, reload func(*proxy.Server) error,
 	ready func(srv *proxy.Server, adm *admin.Server)) error {
 	started := time.Now()
 	maxConns, how := effectiveMaxConns(cfg.Global.MaxConns)
 	srv, err := proxy.New(cfg, proxy.Options{Log: log, Relay: relay.NewGoroutine(), MaxConns: maxConns})
 	if err != nil {
 		return err
+	}
+	// Before the listeners open: no connection sees a node the operator
+	// took red come back green.
+	if err := state.Restore(srv); err != nil {
+		log.Error("saving the administrative state", "err", err)
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -123,7 +141,7 @@ func serve(cfg *config.Config, log *slog.Logger, reload func(*proxy.Server) erro
 			return reload(srv)
 		}
 	}
-	adm, err := startAdmin(cfg, srv, doReload, started, log)
+	adm, err := startAdmin(cfg, srv, state, doReload, started, log)
 	if err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -160,11 +178,12 @@ func serve(cfg *config.Config, log *slog.Logger, reload func(*proxy.Server) erro
 // startAdmin starts the admin API of cfg over srv, or returns nil when
 // [admin] listen is "". Changes to [admin] in a reloaded file take effect
 // at the next start.
-func startAdmin(cfg *config.Config, srv *proxy.Server, reload func() error, started time.Time, log *slog.Logger) (*admin.Server, error) {
+func startAdmin(cfg *config.Config, srv *proxy.Server, state *adminstate.State, reload func() error,
+	started time.Time, log *slog.Logger) (*admin.Server, error) {
 	if cfg.Admin.Listen == "" {
 		return nil, nil
 	}
-	ctl := control.New(srv, control.Options{Reload: reload, Started: started, Version: version})
+	ctl := control.New(srv, control.Options{Reload: reload, Started: started, Version: version, State: state})
 	adm, err := admin.New(cfg.Admin, ctl, log)
 	if err != nil {
 		return nil, err

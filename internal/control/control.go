@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/protobalance/protobalance/internal/admin"
+	"github.com/protobalance/protobalance/internal/adminstate"
 	"github.com/protobalance/protobalance/internal/cluster"
 	"github.com/protobalance/protobalance/internal/config"
 	"github.com/protobalance/protobalance/internal/proxy"
@@ -28,6 +30,7 @@ type Controller struct {
 	reload  func() error
 	started time.Time
 	version string
+	state   *adminstate.State // nil: run-time changes are not persisted
 
 	mu sync.Mutex // serialises changes (node edits, switches, reloads)
 }
@@ -41,6 +44,9 @@ type Options struct {
 	// zero means now.
 	Started time.Time
 	Version string
+	// State persists node states, weights and listener switches made
+	// through the API across restarts; nil keeps them in memory only.
+	State *adminstate.State
 }
 
 // New returns a Controller over srv.
@@ -48,7 +54,7 @@ func New(srv *proxy.Server, opt Options) *Controller {
 	if opt.Started.IsZero() {
 		opt.Started = time.Now()
 	}
-	return &Controller{srv: srv, reload: opt.Reload, started: opt.Started, version: opt.Version}
+	return &Controller{srv: srv, reload: opt.Reload, started: opt.Started, version: opt.Version, state: opt.State}
 }
 
 // Status implements admin.Controller.
@@ -162,6 +168,15 @@ func (c *Controller) SetNodeState(clusterName, name, state string) error {
 		return err
 	}
 	n.SetState(st)
+	return c.persist(adminstate.Override{Kind: "state", Cluster: clusterName, Node: name, Value: st.String()})
+}
+
+// persist keeps a change made through the API across restarts. The change
+// is in force either way; a failure to save it is reported.
+func (c *Controller) persist(o adminstate.Override) error {
+	if err := c.state.Record(c.srv.Config(), o); err != nil {
+		return fmt.Errorf("applied, but not saved for the next start: %w", err)
+	}
 	return nil
 }
 
@@ -177,7 +192,7 @@ func (c *Controller) SetNodeWeight(clusterName, name string, weight int) error {
 		return err
 	}
 	n.SetWeight(weight)
-	return nil
+	return c.persist(adminstate.Override{Kind: "weight", Cluster: clusterName, Node: name, Value: strconv.Itoa(weight)})
 }
 
 // AddNode implements admin.Controller: the node is validated like a
@@ -234,7 +249,10 @@ func (c *Controller) SwitchListener(listener, clusterName string) error {
 		// A 400, not a 404: the resource addressed (the listener) exists.
 		return fmt.Errorf("%w: no cluster %q to switch listener %q to", admin.ErrInvalid, clusterName, listener)
 	}
-	return mapProxyErr(c.srv.SwitchListener(listener, clusterName))
+	if err := c.srv.SwitchListener(listener, clusterName); err != nil {
+		return mapProxyErr(err)
+	}
+	return c.persist(adminstate.Override{Kind: "listener", Listener: listener, Value: clusterName})
 }
 
 // Reload implements admin.Controller: the same function as SIGHUP. A file
