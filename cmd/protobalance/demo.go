@@ -106,7 +106,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(&b, "\nPress Ctrl-C to stop.\n")
 		fmt.Fprint(stdout, b.String())
-	})
+	}, nil)
 }
 
 func addrHost(a string) string { return a[:strings.LastIndexByte(a, ':')] }

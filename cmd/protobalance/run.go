@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cloudflare/tableflip"
 
 	"github.com/protobalance/protobalance/internal/admin"
 	"github.com/protobalance/protobalance/internal/adminstate"
@@ -59,7 +62,14 @@ func cmdRun(args []string, stderr io.Writer) error {
 		}
 		return nil
 	}
-	return serve(cfg, log, state, reload, nil)
+	// tableflip hands the listening sockets (proxy and admin) to a new
+	// process on SIGUSR2; the first process simply binds them.
+	upg, err := tableflip.New(tableflip.Options{ListenConfig: proxy.ListenConfig()})
+	if err != nil {
+		return err
+	}
+	defer upg.Stop()
+	return serve(cfg, log, state, reload, nil, upg)
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
@@ -110,11 +120,23 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 // (bind error, missing token off loopback) serve stops and fails. ready,
 // when set, is called once everything is open; adm is nil when the admin
 // server is disabled.
+//
+// upg, when set, opens every listening socket, so that SIGUSR2 starts the
+// binary found at os.Args[0] with them (see upgrade): once it is ready,
+// this process stops accepting and drains as on SIGTERM. serve tells
+// systemd (NOTIFY_SOCKET) it is ready, and its PID, once upg is ready.
 func serve(cfg *config.Config, log *slog.Logger, state *adminstate.State, reload func(*proxy.Server) error,
-	ready func(srv *proxy.Server, adm *admin.Server)) error {
+	ready func(srv *proxy.Server, adm *admin.Server), upg *tableflip.Upgrader) error {
 	started := time.Now()
 	maxConns, how := effectiveMaxConns(cfg.Global.MaxConns)
-	srv, err := proxy.New(cfg, proxy.Options{Log: log, Relay: relay.NewGoroutine(), MaxConns: maxConns})
+	opt := proxy.Options{Log: log, Relay: relay.NewGoroutine(), MaxConns: maxConns}
+	var adminListen func(network, addr string) (net.Listener, error)
+	var exit <-chan struct{} // closed once a new process has taken over
+	if upg != nil {
+		opt.Listen, adminListen = upgradeListeners(upg)
+		exit = upg.Exit()
+	}
+	srv, err := proxy.New(cfg, opt)
 	if err != nil {
 		return err
 	}
@@ -125,6 +147,9 @@ func serve(cfg *config.Config, log *slog.Logger, state *adminstate.State, reload
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	if upg != nil {
+		signal.Notify(sigs, syscall.SIGUSR2)
+	}
 	defer signal.Stop(sigs)
 	if err := srv.Start(); err != nil {
 		return err
@@ -141,7 +166,7 @@ func serve(cfg *config.Config, log *slog.Logger, state *adminstate.State, reload
 			return reload(srv)
 		}
 	}
-	adm, err := startAdmin(cfg, srv, state, doReload, started, log)
+	adm, err := startAdmin(cfg, srv, state, doReload, started, log, adminListen)
 	if err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -149,20 +174,51 @@ func serve(cfg *config.Config, log *slog.Logger, state *adminstate.State, reload
 		return err
 	}
 	log.Info("started", "version", version, "max_conns", maxConns, "max_conns_from", how, "pid", os.Getpid())
+	if upg != nil {
+		upgradeReady(upg, log)
+	}
 	if ready != nil {
 		ready(srv, adm)
 	}
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			if doReload == nil {
-				log.Warn("SIGHUP: nothing to reload")
-			} else if err := doReload(); err != nil {
-				log.Error("reload rejected; the running configuration is unchanged", "err", err)
+	upgraded := make(chan error, 1) // the result of an upgrade under way
+	detached := false               // the affinity store was closed for an upgrade
+wait:
+	for {
+		select {
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				if doReload == nil {
+					log.Warn("SIGHUP: nothing to reload")
+				} else if err := doReload(); err != nil {
+					log.Error("reload rejected; the running configuration is unchanged", "err", err)
+				}
+				continue
+			case syscall.SIGUSR2:
+				detached = upgrade(srv, upg, upgraded, log) || detached
+				continue
 			}
-			continue
+			log.Info("shutting down", "signal", sig.String(), "grace", cfg.Global.ShutdownTimeout)
+			if upg != nil {
+				// tableflip holds a copy of every listening socket: close
+				// those (and stop an upgrade under way) so that closing
+				// ours below stops the listening; Exit is closed once done.
+				upg.Stop()
+				<-exit
+			}
+			break wait
+		case err := <-upgraded:
+			if err != nil && detached {
+				log.Error("upgrade failed; this process keeps serving, but the affinity records it learns "+
+					"are no longer persisted or shared until it restarts", "err", err)
+			} else if err != nil {
+				log.Error("upgrade failed; this process keeps serving", "err", err)
+			}
+		case <-exit:
+			log.Info("upgraded: the new process is ready and accepting; draining",
+				"grace", cfg.Global.ShutdownTimeout)
+			break wait
 		}
-		log.Info("shutting down", "signal", sig.String(), "grace", cfg.Global.ShutdownTimeout)
-		break
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Global.ShutdownTimeout)
 	defer cancel()
@@ -179,7 +235,7 @@ func serve(cfg *config.Config, log *slog.Logger, state *adminstate.State, reload
 // [admin] listen is "". Changes to [admin] in a reloaded file take effect
 // at the next start.
 func startAdmin(cfg *config.Config, srv *proxy.Server, state *adminstate.State, reload func() error,
-	started time.Time, log *slog.Logger) (*admin.Server, error) {
+	started time.Time, log *slog.Logger, listen func(network, addr string) (net.Listener, error)) (*admin.Server, error) {
 	if cfg.Admin.Listen == "" {
 		return nil, nil
 	}
@@ -188,7 +244,7 @@ func startAdmin(cfg *config.Config, srv *proxy.Server, state *adminstate.State, 
 	if err != nil {
 		return nil, err
 	}
-	if err := adm.Start(); err != nil {
+	if err := adm.StartWith(listen); err != nil {
 		return nil, err
 	}
 	return adm, nil

@@ -92,13 +92,27 @@ func New(cfg config.Admin, ctl Controller, log *slog.Logger) (*Server, error) {
 
 // Start binds the listen address and serves in the background. It returns
 // the bind error, if any; it may be called once.
-func (s *Server) Start() error {
+func (s *Server) Start() error { return s.StartWith(nil) }
+
+// StartWith is Start binding with listen ("tcp", [admin] listen) in place
+// of net.Listen when listen is not nil: `protobalance run` passes
+// tableflip's so the admin socket is handed over at a binary upgrade too.
+func (s *Server) StartWith(listen func(network, addr string) (net.Listener, error)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ln != nil {
 		return errors.New("admin: already started")
 	}
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if listen == nil {
+		listen = net.Listen
+	}
+	ln, err := listen("tcp", s.cfg.Listen)
+	if err == nil {
+		if _, ok := ln.Addr().(*net.TCPAddr); !ok {
+			ln.Close()
+			err = fmt.Errorf("got a %T listener, want TCP", ln)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("admin listen %s: %w", s.cfg.Listen, err)
 	}

@@ -3,6 +3,7 @@ package affinity
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -230,5 +231,37 @@ func TestMemoryOnlyManager(t *testing.T) {
 	}
 	if _, err := m.Table("bad", Options{MaskV4: 40}); err == nil {
 		t.Fatal("mask 40 accepted")
+	}
+}
+
+// After Close (a binary upgrade hands the file to the new process) the
+// tables keep serving from memory, queue nothing, and a new Manager can
+// open the file with what was flushed at Close.
+func TestTablesUsableAfterClose(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pb.db")
+	m := openT(t, Config{Path: path})
+	tb := tableT(t, m, "web", DefaultOptions())
+	now := time.Now()
+	a := netip.MustParseAddr("192.0.2.1")
+	tb.Record(a, "n1", now)
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	next := openT(t, Config{Path: path}) // the lock is free at once
+	defer next.Close()
+	for i := range 5000 {
+		tb.Record(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), "n2", now)
+	}
+	tb.Forget(a)
+	if n, ok := tb.Lookup(netip.MustParseAddr("10.0.0.7"), now); !ok || n != "n2" {
+		t.Fatalf("lookup after Close = %q, %v; want n2", n, ok)
+	}
+	for i := range tb.shards {
+		if len(tb.shards[i].ops) != 0 {
+			t.Fatalf("shard %d queued %d ops after Close", i, len(tb.shards[i].ops))
+		}
+	}
+	if got := tableT(t, next, "web", DefaultOptions()); got.Len() != 1 {
+		t.Fatalf("new manager restored %d records, want the 1 flushed at Close", got.Len())
 	}
 }

@@ -79,6 +79,7 @@ type Manager struct {
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	closed   sync.Once
+	done     atomic.Bool // Close has run
 
 	flushes, written, errs, writtenBack atomic.Uint64
 }
@@ -146,7 +147,7 @@ func (m *Manager) Table(name string, o Options) (*Table, error) {
 		return t, t.SetOptions(o)
 	}
 	t := NewTable(name, o)
-	t.persist = m.bolt != nil || m.redis != nil
+	t.persist = (m.bolt != nil || m.redis != nil) && !m.done.Load()
 	t.kick = m.kick
 	if m.bolt != nil {
 		limit := time.Now().Unix() - int64(o.TTL/time.Second)
@@ -285,16 +286,24 @@ func (m *Manager) Stats() StoreStats {
 }
 
 // Close stops the flusher, flushes every queued change and closes the
-// stores. It is idempotent. The tables stay usable, but what they learn
-// afterwards is neither persisted nor shared (and queues up in memory):
-// close the Manager after the listeners.
+// stores. It is idempotent. The tables stay usable (a binary upgrade closes
+// the store while the old process drains), but what they learn afterwards
+// is neither persisted nor shared, nor queued; records are no longer
+// expired in the background (lookups still ignore expired ones).
 func (m *Manager) Close() error {
 	var err error
 	m.closed.Do(func() {
 		close(m.stop)
 		m.wg.Wait()
 		err = m.Flush()
+		m.mu.Lock()
+		m.done.Store(true)
+		for _, t := range m.tables {
+			t.detach()
+		}
+		m.mu.Unlock()
 		if m.redis != nil {
+			m.redis.up.Store(false) // lookups stay local from now on
 			err = errors.Join(err, m.redis.close())
 		}
 		if m.bolt != nil {

@@ -42,14 +42,16 @@ type op struct {
 }
 
 type shard struct {
-	mu     sync.RWMutex
-	m      map[key]*entry
-	lru    ebtree.Tree[int64, *entry] // expiry and eviction order
-	ops    []op
-	oldest atomic.Int64 // lru.First().Key, MaxInt64 when empty
-	hits   atomic.Uint64
-	misses atomic.Uint64
-	_      [64]byte // keep neighbours' hot fields off this cache line
+	mu  sync.RWMutex
+	m   map[key]*entry
+	lru ebtree.Tree[int64, *entry] // expiry and eviction order
+	ops []op
+	// detached: the Manager is closed, so nothing is queued any more.
+	detached bool
+	oldest   atomic.Int64 // lru.First().Key, MaxInt64 when empty
+	hits     atomic.Uint64
+	misses   atomic.Uint64
+	_        [64]byte // keep neighbours' hot fields off this cache line
 }
 
 type settings struct {
@@ -259,7 +261,7 @@ func (t *Table) touch(sh *shard, e *entry, sec int64) {
 // queue asks the flusher to write e. Shard lock held.
 func (t *Table) queue(sh *shard, e *entry) {
 	sh.updateOldest()
-	if !t.persist || e.flags&fQueued != 0 {
+	if !t.persist || sh.detached || e.flags&fQueued != 0 {
 		return
 	}
 	e.flags |= fQueued
@@ -267,12 +269,24 @@ func (t *Table) queue(sh *shard, e *entry) {
 }
 
 func (t *Table) queueOp(sh *shard, o op) {
-	if !t.persist {
+	if !t.persist || sh.detached {
 		return
 	}
 	sh.ops = append(sh.ops, o)
 	if len(sh.ops) == FlushBatch/nShards && t.kick != nil {
 		t.kick()
+	}
+}
+
+// detach stops queueing changes for a store and drops those queued: the
+// Manager closed, and nothing would write them.
+func (t *Table) detach() {
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		sh.detached = true
+		sh.ops = nil
+		sh.mu.Unlock()
 	}
 }
 

@@ -116,6 +116,23 @@ func (s *Server) closeAffinity() {
 	}
 }
 
+// DetachStore flushes and closes the affinity store (bbolt file, Redis)
+// while the server keeps running: a binary upgrade calls it before the new
+// process starts, which opens the file itself and cannot while it is
+// locked. The tables stay in memory and keep serving; what they learn from
+// now on is neither persisted nor shared. It reports whether a store was
+// open (false on a second call). Shutdown closes nothing more.
+func (s *Server) DetachStore() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.aff == nil || s.detached {
+		return false
+	}
+	s.detached = true
+	s.closeAffinity()
+	return true
+}
+
 // AffinityRecord is a client's record in one affinity table.
 type AffinityRecord struct {
 	Table    string // the affinity group, else the cluster

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -84,26 +85,58 @@ func (l *Listener) sameBind(b config.Bind) bool {
 	return l.Addrs()[0] == netip.AddrPortFrom(b.Addr, b.FirstPort)
 }
 
+// ListenConfig is how listening sockets are opened without an
+// Options.Listen hook. KeepAlive -1: Go's default would spend four
+// setsockopts on every accepted socket; setKeepAlive does what we need
+// with two. Give a hook the same settings (tableflip.Options.ListenConfig).
+func ListenConfig() *net.ListenConfig {
+	lc := &net.ListenConfig{KeepAlive: -1}
+	lc.SetMultipathTCP(false)
+	return lc
+}
+
 // open binds every port of the listener; all or nothing.
 func (l *Listener) open() error {
 	b := l.Bind()
-	// KeepAlive -1: Go's default would spend four setsockopts on every
-	// accepted socket; setKeepAlive does what we need with two.
-	lc := net.ListenConfig{KeepAlive: -1}
-	lc.SetMultipathTCP(false)
+	listen := l.s.listen
+	if listen == nil {
+		lc := ListenConfig()
+		listen = func(network, addr string) (net.Listener, error) {
+			return lc.Listen(context.Background(), network, addr)
+		}
+	}
 	for p := int(b.FirstPort); p <= int(b.LastPort); p++ {
 		addr := net.JoinHostPort(b.Addr.String(), strconv.Itoa(p))
-		ln, err := lc.Listen(context.Background(), "tcp", addr)
-		if err != nil {
-			for _, s := range l.socks {
-				s.Close()
+		ln, err := listen("tcp", addr)
+		if err == nil {
+			tl, ok := ln.(*net.TCPListener)
+			if !ok {
+				ln.Close()
+				err = fmt.Errorf("listen %s: got a %T, want a *net.TCPListener", addr, ln)
+			} else {
+				l.socks = append(l.socks, tl)
+				continue
 			}
-			l.socks = nil
-			return err
 		}
-		l.socks = append(l.socks, ln.(*net.TCPListener))
+		l.releaseSockets()
+		l.socks = nil
+		return err
 	}
 	return nil
+}
+
+// releaseSockets closes the listener's sockets for good (a reload removed
+// or rebound it, or opening failed): with an Options.Listen hook, which may
+// hold copies of them, each is shut down first so that no copy keeps
+// listening (clients would queue unanswered) or holds the address. Never
+// at Shutdown: after a binary upgrade the new process shares the sockets.
+func (l *Listener) releaseSockets() {
+	if l.s.listen != nil {
+		for _, ln := range l.socks {
+			stopListening(ln)
+		}
+	}
+	l.closeSockets()
 }
 
 // serve starts one accept loop per bound port.

@@ -72,7 +72,7 @@ func (s *Server) Apply(cfg *config.Config, maxConns int) error {
 		}
 	}
 	for _, l := range old { // removed or rebound
-		l.closeSockets()
+		l.releaseSockets()
 		s.retired = append(s.retired, l)
 	}
 	s.global.setLimit(maxConns)

@@ -2,15 +2,21 @@ package proxy_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/protobalance/protobalance/internal/cluster"
 	"github.com/protobalance/protobalance/internal/config"
 	"github.com/protobalance/protobalance/internal/proxy"
+	"github.com/protobalance/protobalance/internal/relay"
 )
 
 // twoClusters is a config with listener "l" on bind pointing at cluster
@@ -134,5 +140,85 @@ cluster = "b"`, 1)
 	}
 	if w := nodeOf(srv, "a", "a1").Weight(); w != 3 {
 		t.Fatalf("weight %d after the file changed it to 3", w)
+	}
+}
+
+// With an Options.Listen hook that keeps its own copy of every socket (as
+// tableflip does for a binary upgrade), a listener a reload rebinds stops
+// listening for good: its old address refuses clients, and a later reload
+// can bind it again.
+func TestListenHookReleasesRebound(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("shutdown(2) of a listening socket is Linux-only here")
+	}
+	a := startServer(t, "a1", hello)
+	b := startServer(t, "b1", hello)
+	var mu sync.Mutex
+	var copies []*os.File
+	calls := 0
+	hook := func(network, addr string) (net.Listener, error) {
+		ln, err := proxy.ListenConfig().Listen(context.Background(), network, addr)
+		if err != nil {
+			return nil, err
+		}
+		f, err := ln.(*net.TCPListener).File() // the hook's copy
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		mu.Lock()
+		copies = append(copies, f)
+		calls++
+		mu.Unlock()
+		return ln, nil
+	}
+	t.Cleanup(func() {
+		for _, f := range copies {
+			f.Close()
+		}
+	})
+	cfg, err := config.Parse("test.toml", []byte(twoClusters(balancerIP+":0", "a", a.addr(), b.addr(), 1)), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := proxy.New(cfg, proxy.Options{Relay: relay.NewGoroutine(), Listen: hook})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shutdownNow(srv) })
+	first := srv.Listeners()[0].Addrs()[0].String()
+	if got, err := ask(t, first, "hi"); err != nil || got != "a1" {
+		t.Fatalf("before the reload: %q, %v", got, err)
+	}
+	free, err := net.Listen("tcp", balancerIP+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	free.Close()
+	if err := apply(t, srv, twoClusters(free.Addr().String(), "a", a.addr(), b.addr(), 1)); err != nil {
+		t.Fatal(err)
+	}
+	second := srv.Listeners()[0].Addrs()[0].String()
+	if second == first {
+		t.Fatalf("the reload kept %s", first)
+	}
+	c, err := net.DialTimeout("tcp", first, time.Second)
+	if err == nil {
+		c.Close()
+		t.Fatalf("the rebound listener's old address %s still accepts connections", first)
+	}
+	if err := apply(t, srv, twoClusters(first, "b", a.addr(), b.addr(), 1)); err != nil {
+		t.Fatalf("binding the released address again: %v", err)
+	}
+	if got, err := ask(t, first, "hi"); err != nil || got != "b1" {
+		t.Fatalf("after binding it again: %q, %v; want b1", got, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 3 {
+		t.Fatalf("the hook opened %d sockets, want 3", calls)
 	}
 }

@@ -25,8 +25,9 @@ import (
 // replaces on the fly. Create it with New, start it with Start, stop it with
 // Shutdown.
 type Server struct {
-	log   *slog.Logger
-	relay relay.Relay
+	log    *slog.Logger
+	relay  relay.Relay
+	listen func(network, addr string) (net.Listener, error) // Options.Listen
 	// global caps the process's concurrent connections (F13).
 	global *gate
 
@@ -38,6 +39,7 @@ type Server struct {
 	started   bool
 
 	aff      *affinity.Manager // opened when a cluster first needs affinity
+	detached bool              // DetachStore closed aff
 	dispatch *dispatchers
 	quit     chan struct{} // closed by Shutdown
 
@@ -51,6 +53,14 @@ type Options struct {
 	// MaxConns is the effective [global] max_conns (already derived from
 	// the descriptor limit when the config says 0); 0 = no cap.
 	MaxConns int
+	// Listen, when set, opens every listening socket (one per port, network
+	// "tcp", addr "host:port" as in the configuration) in place of
+	// net.ListenConfig: `protobalance run` passes tableflip's, which hands
+	// the sockets over at a binary upgrade. It must return a
+	// *net.TCPListener. The hook may keep its own copy of each socket: a
+	// listener that a reload removes or rebinds is therefore shut down
+	// (it stops listening for every copy) rather than only closed.
+	Listen func(network, addr string) (net.Listener, error)
 }
 
 // New builds the clusters and listeners of cfg without opening sockets.
@@ -61,7 +71,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	if opt.Relay == nil {
 		return nil, errors.New("proxy: no relay")
 	}
-	s := &Server{log: opt.Log, relay: opt.Relay, cfg: cfg, quit: make(chan struct{})}
+	s := &Server{log: opt.Log, relay: opt.Relay, listen: opt.Listen, cfg: cfg, quit: make(chan struct{})}
 	s.dispatch = newDispatchers(s.quit, &s.wg)
 	s.global = newGate(max(opt.MaxConns, 0))
 	clusters, err := buildClusters(cfg, nil, opt.Log)
@@ -215,7 +225,7 @@ func openAll(ls []*Listener) error {
 	for i, l := range ls {
 		if err := l.open(); err != nil {
 			for _, o := range ls[:i] {
-				o.closeSockets()
+				o.releaseSockets()
 			}
 			return fmt.Errorf("listener %q (%s): %w", l.Name(), l.settings.Load().cfg.Bind, err)
 		}
