@@ -145,6 +145,11 @@ func serve(cfg *config.Config, log *slog.Logger, state *adminstate.State, reload
 	if err := state.Restore(srv); err != nil {
 		log.Error("saving the administrative state", "err", err)
 	}
+	// With [store] redis, twins share these changes (F9).
+	if err := state.Share(cfg.Store.Redis, srv); err != nil {
+		return err
+	}
+	defer state.Close()
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	if upg != nil {

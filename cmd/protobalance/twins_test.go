@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -157,4 +158,56 @@ func askFrom(t *testing.T, from, addr string) string {
 		t.Fatalf("client %s: %v", from, err)
 	}
 	return strings.TrimSpace(l)
+}
+
+// A state change made through one twin's API is in force on the other
+// (F9), through a real Redis.
+func TestTwinsShareAdministrativeChanges(t *testing.T) {
+	port := freeLowPort(t)
+	startRedis(t, port)
+	a, b := namedNode(t, "a"), namedNode(t, "b")
+	dir := t.TempDir()
+	config := func(name string) string {
+		return fmt.Sprintf(`
+[admin]
+listen = "127.0.5.3:0"
+[store]
+path = %q
+redis = "redis://127.0.5.4:%d/0"
+[[listener]]
+name = "e2e"
+bind = "127.0.5.1:0"
+cluster = "c"
+[[cluster]]
+name = "c"
+[[cluster.node]]
+name = "a"
+address = %q
+[[cluster.node]]
+name = "b"
+address = %q
+`, filepath.Join(dir, name+".db"), port, a, b)
+	}
+	adminOf := func(p *proc) string {
+		m := adminAddrRE.FindStringSubmatch(p.stderr())
+		if m == nil {
+			t.Fatalf("no admin address in:\n%s", p.stderr())
+		}
+		return "http://" + m[1]
+	}
+	one, _ := runBalancer(t, config("one"))
+	two, twoAddr := runBalancer(t, config("two"))
+	req, _ := http.NewRequest("PUT", adminOf(one)+"/api/clusters/c/nodes/a", strings.NewReader(`{"state": "red"}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("PUT on balancer one: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	two.waitStderr(t, "administrative change from a twin applied")
+	for i := range 4 {
+		if got := askFrom(t, "127.0.5.9", twoAddr); got != "b" {
+			t.Fatalf("connection %d through balancer two went to %s: a is red on its twin", i, got)
+		}
+	}
 }

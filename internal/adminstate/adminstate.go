@@ -53,6 +53,7 @@ type State struct {
 
 	mu        sync.Mutex
 	overrides map[string]Override
+	shared    *sharer // nil unless Share connected it to Redis
 }
 
 // Open reads the state file at path; a missing file is an empty state.
@@ -171,13 +172,23 @@ func (s *State) Record(cfg *config.Config, o Override) error {
 	fv, _ := fileValue(cfg, o)
 	o.File = fv
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if o.Value == fv {
+	s.keepLocked(o)
+	err := s.saveLocked()
+	sh := s.shared
+	s.mu.Unlock()
+	if sh != nil {
+		sh.publish(o, s.log.Warn)
+	}
+	return err
+}
+
+// keepLocked keeps o, or forgets its key when o sets the file's value.
+func (s *State) keepLocked(o Override) {
+	if o.Value == o.File {
 		delete(s.overrides, o.key()) // back to what the file says
 	} else {
 		s.overrides[o.key()] = o
 	}
-	return s.saveLocked()
 }
 
 // Prune forgets the changes whose key the new file configuration changed
