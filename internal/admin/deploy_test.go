@@ -129,7 +129,7 @@ func TestControllerDeployment(t *testing.T) {
 	}
 }
 
-// TestChangesUnderLoad: 200 node changes through the API (add, weight,
+// TestChangesUnderLoad: 1,000 node changes (200 with -short) through the API (add, weight,
 // state, remove) while checksummed transfers run: no connection fails, no
 // byte is corrupted.
 func TestChangesUnderLoad(t *testing.T) {
@@ -147,6 +147,10 @@ func TestChangesUnderLoad(t *testing.T) {
 	}
 	l := startLoad(web, 4, 0, stop, sized)
 
+	total := 1000
+	if testing.Short() {
+		total = 200
+	}
 	changes := 0
 	do := func(method, path, body string, want int) {
 		t.Helper()
@@ -156,7 +160,7 @@ func TestChangesUnderLoad(t *testing.T) {
 		}
 		changes++
 	}
-	for round := 0; changes < 200; round++ {
+	for round := 0; changes < total; round++ {
 		do("POST", "/api/clusters/A/nodes", fmt.Sprintf(`{"name": "x1", "address": %q, "weight": %d}`, x1, 1+round%3), 201)
 		do("PUT", "/api/clusters/A/nodes/a1", fmt.Sprintf(`{"weight": %d}`, round%4), 200)
 		do("PUT", "/api/clusters/A/nodes/a2", `{"state": "yellow"}`, 200)
