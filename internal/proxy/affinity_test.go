@@ -7,31 +7,11 @@ import (
 	"github.com/protobalance/protobalance/internal/cluster"
 )
 
-// affinityConfig is a cluster "web" with affinity over nodes a (falling
+// affinityConfig is a cluster "c" with affinity over nodes a (falling
 // over to b), b and c.
 func affinityConfig(algorithm string, a, b, c *server) string {
-	return fmt.Sprintf(`
-[admin]
-listen = ""
-[[listener]]
-name = "l"
-bind = "{{BIND}}"
-cluster = "web"
-[[cluster]]
-name = "web"
-algorithm = %q
-affinity = true
-[[cluster.node]]
-name = "a"
-address = %q
-fallover = "b"
-[[cluster.node]]
-name = "b"
-address = %q
-[[cluster.node]]
-name = "c"
-address = %q
-`, algorithm, a.addr(), b.addr(), c.addr())
+	return testConfig("", fmt.Sprintf("algorithm = %q\naffinity = true", algorithm),
+		tnode{"a", a.addr(), `fallover = "b"`}, tnode{"b", b.addr(), ""}, tnode{"c", c.addr(), ""})
 }
 
 // A returning client goes back to its node, whatever the algorithm would
@@ -52,7 +32,7 @@ func TestAffinitySticksAndFollowsStandIn(t *testing.T) {
 			}
 		}
 	}
-	na := nodeOf(srv, "web", "a")
+	na := nodeOf(srv, "c", "a")
 	na.SetState(cluster.Yellow)
 	moved := 0
 	for from, was := range first {

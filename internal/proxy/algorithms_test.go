@@ -13,27 +13,8 @@ import (
 // weighted311 is a config of three "hello" nodes with weights 3:1:1 and
 // the given algorithm.
 func weighted311(algorithm string, a, b, c *server) string {
-	return fmt.Sprintf(`
-[admin]
-listen = ""
-[[listener]]
-name = "l"
-bind = "{{BIND}}"
-cluster = "c"
-[[cluster]]
-name = "c"
-algorithm = %q
-[[cluster.node]]
-name = "a"
-address = %q
-weight = 3
-[[cluster.node]]
-name = "b"
-address = %q
-[[cluster.node]]
-name = "c"
-address = %q
-`, algorithm, a.addr(), b.addr(), c.addr())
+	return testConfig("", fmt.Sprintf("algorithm = %q", algorithm),
+		tnode{"a", a.addr(), "weight = 3"}, tnode{"b", b.addr(), ""}, tnode{"c", c.addr(), ""})
 }
 
 func threeNodes(t *testing.T) (a, b, c *server) {

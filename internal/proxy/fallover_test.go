@@ -24,15 +24,15 @@ func banner(s *server, c *net.TCPConn) {
 func slam(*server, *net.TCPConn) {}
 
 func chainConfig(extra string, nodes ...[2]string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "[admin]\nlisten = \"\"\n[[listener]]\nname = \"l\"\nbind = \"{{BIND}}\"\ncluster = \"c\"\n[[cluster]]\nname = \"c\"\n%s\n", extra)
+	var ns []tnode
 	for i, n := range nodes {
-		fmt.Fprintf(&b, "[[cluster.node]]\nname = %q\naddress = %q\n", n[0], n[1])
+		next := ""
 		if i+1 < len(nodes) {
-			fmt.Fprintf(&b, "fallover = %q\n", nodes[i+1][0])
+			next = fmt.Sprintf("fallover = %q", nodes[i+1][0])
 		}
+		ns = append(ns, tnode{n[0], n[1], next})
 	}
-	return b.String()
+	return testConfig("", extra, ns...)
 }
 
 func greet(t *testing.T, addr string) string {

@@ -12,20 +12,7 @@ import (
 )
 
 func guardedConfig(listenerExtra string, node *server) string {
-	return fmt.Sprintf(`
-[admin]
-listen = ""
-[[listener]]
-name = "l"
-bind = "{{BIND}}"
-cluster = "c"
-%s
-[[cluster]]
-name = "c"
-[[cluster.node]]
-name = "n1"
-address = %q
-`, listenerExtra, node.addr())
+	return testConfig(listenerExtra, "", tnode{"n1", node.addr(), ""})
 }
 
 // tryFrom reports whether a connection from `from` was served (false: the

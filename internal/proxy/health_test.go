@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"fmt"
 	"testing"
 	"time"
 )
@@ -12,28 +11,7 @@ func TestHealthCheckTakesNodeOut(t *testing.T) {
 	a := startServer(t, "a", hello)
 	b := startServer(t, "b", hello)
 	aAddr := a.addr()
-	srv, addr := balancer(t, fmt.Sprintf(`
-[admin]
-listen = ""
-[[listener]]
-name = "l"
-bind = "{{BIND}}"
-cluster = "c"
-[[cluster]]
-name = "c"
-[cluster.check]
-type = "tcp"
-interval = "30ms"
-timeout = "500ms"
-rise = 1
-fall = 1
-[[cluster.node]]
-name = "a"
-address = "%s"
-[[cluster.node]]
-name = "b"
-address = "%s"
-`, aAddr, b.addr()))
+	srv, addr := balancer(t, testConfig("", "[cluster.check]\ntype = \"tcp\"\ninterval = \"30ms\"\ntimeout = \"500ms\"\nrise = 1\nfall = 1", tnode{"a", aAddr, ""}, tnode{"b", b.addr(), ""}))
 	na := nodeOf(srv, "c", "a")
 	a.close()
 	waitFor(t, "the check to take a out", func() bool { return !na.Available() })

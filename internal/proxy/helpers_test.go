@@ -197,3 +197,20 @@ func nodeOf(srv *proxy.Server, clusterName, name string) *cluster.Node {
 	}
 	return n
 }
+
+// tnode is a node of a test configuration: its name, address and any
+// extra TOML lines (weight, fallover, ...).
+type tnode struct{ name, addr, extra string }
+
+// testConfig is a balancer configuration with the admin server off, one
+// listener "l" on {{BIND}} (plus listenerExtra lines) sending to cluster
+// "c" (plus clusterExtra lines) over nodes.
+func testConfig(listenerExtra, clusterExtra string, nodes ...tnode) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[admin]\nlisten = \"\"\n[[listener]]\nname = \"l\"\nbind = \"{{BIND}}\"\ncluster = \"c\"\n%s\n", listenerExtra)
+	fmt.Fprintf(&b, "[[cluster]]\nname = \"c\"\n%s\n", clusterExtra)
+	for _, n := range nodes {
+		fmt.Fprintf(&b, "[[cluster.node]]\nname = %q\naddress = %q\n%s\n", n.name, n.addr, n.extra)
+	}
+	return b.String()
+}

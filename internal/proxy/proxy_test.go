@@ -30,21 +30,7 @@ func shutdownNow(srv *proxy.Server) {
 	srv.Shutdown(ctx)
 }
 
-func oneNode(addr string) string {
-	return fmt.Sprintf(`
-[admin]
-listen = ""
-[[listener]]
-name = "l"
-bind = "{{BIND}}"
-cluster = "c"
-[[cluster]]
-name = "c"
-[[cluster.node]]
-name = "n1"
-address = "%s"
-`, addr)
-}
+func oneNode(addr string) string { return testConfig("", "", tnode{"n1", addr, ""}) }
 
 // Hundreds of concurrent connections of random sizes, every byte checked
 // both ways; sizes cross the relay's switch from buffers to splice.
@@ -160,26 +146,7 @@ func TestWeightsHonoured(t *testing.T) {
 	a := startServer(t, "a", hello)
 	b := startServer(t, "b", hello)
 	c := startServer(t, "c", hello)
-	_, addr := balancer(t, fmt.Sprintf(`
-[admin]
-listen = ""
-[[listener]]
-name = "l"
-bind = "{{BIND}}"
-cluster = "c"
-[[cluster]]
-name = "c"
-[[cluster.node]]
-name = "a"
-address = "%s"
-weight = 3
-[[cluster.node]]
-name = "b"
-address = "%s"
-[[cluster.node]]
-name = "c"
-address = "%s"
-`, a.addr(), b.addr(), c.addr()))
+	_, addr := balancer(t, weighted311("round-robin", a, b, c))
 	counts := map[string]int{}
 	for range 250 {
 		got, err := ask(t, addr, "hi")
@@ -207,23 +174,7 @@ func freePort(t testing.TB) string {
 // A refused connect falls over to the node's fall-over node, transparently.
 func TestRefusedFallsOver(t *testing.T) {
 	good := startServer(t, "good", hello)
-	srv, addr := balancer(t, fmt.Sprintf(`
-[admin]
-listen = ""
-[[listener]]
-name = "l"
-bind = "{{BIND}}"
-cluster = "c"
-[[cluster]]
-name = "c"
-[[cluster.node]]
-name = "dead"
-address = "%s"
-fallover = "good"
-[[cluster.node]]
-name = "good"
-address = "%s"
-`, freePort(t), good.addr()))
+	srv, addr := balancer(t, chainConfig("", [2]string{"dead", freePort(t)}, [2]string{"good", good.addr()}))
 	for i := range 10 {
 		got, err := ask(t, addr, "hi")
 		if err != nil || got != "good" {

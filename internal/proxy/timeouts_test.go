@@ -47,25 +47,7 @@ func blackhole(t *testing.T) string {
 // and they fall over after connect_timeout; everyone else is served at once.
 func TestBlackholedNodeDelaysNoOne(t *testing.T) {
 	good := startServer(t, "good", hello)
-	srv, addr := balancer(t, fmt.Sprintf(`
-[admin]
-listen = ""
-[[listener]]
-name = "l"
-bind = "{{BIND}}"
-cluster = "c"
-[[cluster]]
-name = "c"
-connect_timeout = "2s"
-[[cluster.node]]
-name = "black"
-address = "%s"
-fallover = "good"
-max_conns = 1
-[[cluster.node]]
-name = "good"
-address = "%s"
-`, blackhole(t), good.addr()))
+	srv, addr := balancer(t, testConfig("", `connect_timeout = "2s"`, tnode{"black", blackhole(t), "fallover = \"good\"\nmax_conns = 1"}, tnode{"good", good.addr(), ""}))
 
 	// The first connection goes to the blackholed node (round robin starts
 	// there) and hangs in connect; the others must not wait for it. The
@@ -105,20 +87,7 @@ address = "%s"
 // idle_timeout closes a connection with no bytes either way.
 func TestIdleTimeout(t *testing.T) {
 	node := startServer(t, "n1", hello)
-	_, addr := balancer(t, fmt.Sprintf(`
-[admin]
-listen = ""
-[[listener]]
-name = "l"
-bind = "{{BIND}}"
-cluster = "c"
-[[cluster]]
-name = "c"
-idle_timeout = "300ms"
-[[cluster.node]]
-name = "n1"
-address = "%s"
-`, node.addr()))
+	_, addr := balancer(t, testConfig("", `idle_timeout = "300ms"`, tnode{"n1", node.addr(), ""}))
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -140,20 +109,7 @@ func TestFinTimeout(t *testing.T) {
 		<-quiet
 	})
 	t.Cleanup(func() { close(quiet) }) // runs before the server's cleanup
-	_, addr := balancer(t, fmt.Sprintf(`
-[admin]
-listen = ""
-[[listener]]
-name = "l"
-bind = "{{BIND}}"
-cluster = "c"
-[[cluster]]
-name = "c"
-fin_timeout = "300ms"
-[[cluster.node]]
-name = "n1"
-address = "%s"
-`, node.addr()))
+	_, addr := balancer(t, testConfig("", `fin_timeout = "300ms"`, tnode{"n1", node.addr(), ""}))
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
