@@ -20,7 +20,8 @@ type session struct {
 	l      *Listener
 	client *net.TCPConn
 	start  time.Time
-	// guard admitted the client and is told when the connection ends.
+	// guard admitted the client and is told when the connection ends;
+	// clientIP is the client's address, read once at accept.
 	guard    *guard.Guard
 	clientIP netip.Addr
 
@@ -70,7 +71,7 @@ func (ss *session) noNode(c *cluster.Cluster, err error) {
 // never fall over.
 func (ss *session) dial(c *cluster.Cluster) (*cluster.Node, *net.TCPConn, error) {
 	cfg := &c.Config
-	client := ss.client.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
+	client := ss.clientIP
 	localPort := ss.client.LocalAddr().(*net.TCPAddr).AddrPort().Port()
 	deadline := ss.start.Add(cfg.DispatchTimeout)
 	a := c.Begin(time.Now())
