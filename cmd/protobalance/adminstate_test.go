@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -15,24 +14,8 @@ import (
 // A node taken red through the API stays red across a restart; once the
 // file changes that node's state, the file wins (F8 precedence).
 func TestAdminStateSurvivesRestart(t *testing.T) {
-	a, b := namedNode(t, "a"), namedNode(t, "b")
 	file := filepath.Join(t.TempDir(), "pb.toml")
-	cfg := fmt.Sprintf(`
-[admin]
-listen = "127.0.5.3:0"
-[[listener]]
-name = "e2e"
-bind = "127.0.5.1:0"
-cluster = "c"
-[[cluster]]
-name = "c"
-[[cluster.node]]
-name = "a"
-address = %q
-[[cluster.node]]
-name = "b"
-address = %q
-`, a, b)
+	cfg := e2eConfig("[admin]\nlisten = \"127.0.5.3:0\"\n", "", namedNodes(t, "a", "b")...)
 	os.WriteFile(file, []byte(cfg), 0o600)
 	run := func() (*proc, string, string) {
 		p := start(t, exec.Command(binary(t), "run", "-c", file))

@@ -48,20 +48,36 @@ func echoNodeProcess(t *testing.T) string {
 	return p.waitLine(t, "127.0.5.2:")
 }
 
-func forwardConfig(node string) string {
-	return fmt.Sprintf(`
-[admin]
-listen = ""
-[[listener]]
-name = "e2e"
-bind = "127.0.5.1:0"
-cluster = "c"
-[[cluster]]
-name = "c"
-[[cluster.node]]
-name = "n1"
-address = %q
-`, node)
+func forwardConfig(node string) string { return e2eConfig("", "", "n1", node) }
+
+// e2eConfig is a config of the end-to-end tests: the head tables
+// ([global], [admin], [store]; the admin server is off unless head has an
+// [admin] table), listener "e2e" on 127.0.5.1:0 and cluster "c" (plus
+// clusterExtra lines) over nodes given as name, address pairs.
+func e2eConfig(head, clusterExtra string, nodes ...string) string {
+	if !strings.Contains(head, "[admin]") {
+		head = "[admin]\nlisten = \"\"\n" + head
+	}
+	var b strings.Builder
+	b.WriteString("\n" + head)
+	b.WriteString("[[listener]]\nname = \"e2e\"\nbind = \"127.0.5.1:0\"\ncluster = \"c\"\n[[cluster]]\nname = \"c\"\n")
+	if clusterExtra != "" {
+		b.WriteString(clusterExtra + "\n")
+	}
+	for i := 0; i+1 < len(nodes); i += 2 {
+		fmt.Fprintf(&b, "[[cluster.node]]\nname = %q\naddress = %q\n", nodes[i], nodes[i+1])
+	}
+	return b.String()
+}
+
+// namedNodes starts a namedNode per name and returns name, address pairs
+// for e2eConfig.
+func namedNodes(t *testing.T, names ...string) []string {
+	var out []string
+	for _, n := range names {
+		out = append(out, n, namedNode(t, n))
+	}
+	return out
 }
 
 // 9,900 concurrent proxied connections, each passing data after all are
@@ -250,22 +266,7 @@ func namedNode(t *testing.T, name string) string {
 // Two independent balancer processes with the same ip-hash key and node
 // names send every client to the same node (F9: nothing shared).
 func TestIPHashTwinProcesses(t *testing.T) {
-	var nodes strings.Builder
-	for _, n := range []string{"a", "b", "c"} {
-		fmt.Fprintf(&nodes, "[[cluster.node]]\nname = %q\naddress = %q\n", n, namedNode(t, n))
-	}
-	cfg := `
-[admin]
-listen = ""
-[[listener]]
-name = "e2e"
-bind = "127.0.5.1:0"
-cluster = "c"
-[[cluster]]
-name = "c"
-algorithm = "ip-hash"
-hash_key = "twins"
-` + nodes.String()
+	cfg := e2eConfig("", "algorithm = \"ip-hash\"\nhash_key = \"twins\"", namedNodes(t, "a", "b", "c")...)
 	_, addr1 := runBalancer(t, cfg)
 	_, addr2 := runBalancer(t, cfg)
 	seen := map[string]int{}
@@ -301,25 +302,8 @@ func TestAffinitySurvivesCrash(t *testing.T) {
 }
 
 func affinityAcrossRestart(t *testing.T, clients int, crash bool) {
-	var nodes strings.Builder
-	for _, n := range []string{"a", "b", "c"} {
-		fmt.Fprintf(&nodes, "[[cluster.node]]\nname = %q\naddress = %q\n", n, namedNode(t, n))
-	}
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`
-[admin]
-listen = ""
-[store]
-path = %q
-[[listener]]
-name = "e2e"
-bind = "127.0.5.1:0"
-cluster = "c"
-[[cluster]]
-name = "c"
-algorithm = "random"
-affinity = true
-`, filepath.Join(dir, "pb.db")) + nodes.String()
+	store := fmt.Sprintf("[store]\npath = %q\n", filepath.Join(t.TempDir(), "pb.db"))
+	cfg := e2eConfig(store, "algorithm = \"random\"\naffinity = true", namedNodes(t, "a", "b", "c")...)
 	client := func(i int) string { return fmt.Sprintf("127.1.%d.%d", i/250, i%250+1) }
 
 	p, addr := runBalancer(t, cfg)

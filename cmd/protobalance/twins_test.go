@@ -65,26 +65,10 @@ func freeLowPort(t *testing.T) int {
 func TestTwinsShareAffinityThroughRedis(t *testing.T) {
 	port := freeLowPort(t)
 	redis := startRedis(t, port)
-	var nodes strings.Builder
-	for _, n := range []string{"a", "b", "c", "d"} {
-		fmt.Fprintf(&nodes, "[[cluster.node]]\nname = %q\naddress = %q\n", n, namedNode(t, n))
-	}
+	nodes := namedNodes(t, "a", "b", "c", "d")
 	config := func(store string) string {
-		return fmt.Sprintf(`
-[admin]
-listen = ""
-[store]
-path = %q
-redis = "redis://127.0.5.4:%d/0"
-[[listener]]
-name = "e2e"
-bind = "127.0.5.1:0"
-cluster = "c"
-[[cluster]]
-name = "c"
-algorithm = "random"
-affinity = true
-`, store, port) + nodes.String()
+		head := fmt.Sprintf("[store]\npath = %q\nredis = \"redis://127.0.5.4:%d/0\"\n", store, port)
+		return e2eConfig(head, "algorithm = \"random\"\naffinity = true", nodes...)
 	}
 	dir := t.TempDir()
 	_, one := runBalancer(t, config(filepath.Join(dir, "one.db")))
@@ -165,28 +149,12 @@ func askFrom(t *testing.T, from, addr string) string {
 func TestTwinsShareAdministrativeChanges(t *testing.T) {
 	port := freeLowPort(t)
 	startRedis(t, port)
-	a, b := namedNode(t, "a"), namedNode(t, "b")
+	nodes := namedNodes(t, "a", "b")
 	dir := t.TempDir()
 	config := func(name string) string {
-		return fmt.Sprintf(`
-[admin]
-listen = "127.0.5.3:0"
-[store]
-path = %q
-redis = "redis://127.0.5.4:%d/0"
-[[listener]]
-name = "e2e"
-bind = "127.0.5.1:0"
-cluster = "c"
-[[cluster]]
-name = "c"
-[[cluster.node]]
-name = "a"
-address = %q
-[[cluster.node]]
-name = "b"
-address = %q
-`, filepath.Join(dir, name+".db"), port, a, b)
+		head := fmt.Sprintf("[admin]\nlisten = \"127.0.5.3:0\"\n[store]\npath = %q\nredis = \"redis://127.0.5.4:%d/0\"\n",
+			filepath.Join(dir, name+".db"), port)
+		return e2eConfig(head, "", nodes...)
 	}
 	adminOf := func(p *proc) string {
 		m := adminAddrRE.FindStringSubmatch(p.stderr())

@@ -29,27 +29,10 @@ var startedPIDRE = regexp.MustCompile(`msg=started .* pid=(\d+)`)
 // served once the old process has gone, and the affinity records the old
 // process flushed before handing over the store are used by the new one.
 func TestUpgradeUnderLoad(t *testing.T) {
-	var nodes strings.Builder
-	for _, n := range []string{"a", "b", "c"} {
-		fmt.Fprintf(&nodes, "[[cluster.node]]\nname = %q\naddress = %q\n", n, namedNode(t, n))
-	}
 	dir := t.TempDir()
-	cfg := fmt.Sprintf(`
-[global]
-shutdown_timeout = "10s"
-[admin]
-listen = "127.0.5.1:0"
-[store]
-path = %q
-[[listener]]
-name = "e2e"
-bind = "127.0.5.1:0"
-cluster = "c"
-[[cluster]]
-name = "c"
-algorithm = "random"
-affinity = true
-`, filepath.Join(dir, "pb.db")) + nodes.String()
+	head := fmt.Sprintf("[global]\nshutdown_timeout = \"10s\"\n[admin]\nlisten = \"127.0.5.1:0\"\n[store]\npath = %q\n",
+		filepath.Join(dir, "pb.db"))
+	cfg := e2eConfig(head, "algorithm = \"random\"\naffinity = true", namedNodes(t, "a", "b", "c")...)
 	u := startUpgradable(t, dir, cfg)
 	old, exited, readLog, waitLog, bin := u.cmd, u.exited, u.readLog, u.waitLog, u.bin
 	waitLog(startedPIDRE, 1)
@@ -211,22 +194,8 @@ func ask(from, addr string) error {
 // SIGUSR2 with the file fixed upgrades.
 func TestUpgradeFailureKeepsServing(t *testing.T) {
 	dir := t.TempDir()
-	cfg := fmt.Sprintf(`
-[admin]
-listen = ""
-[store]
-path = %q
-[[listener]]
-name = "e2e"
-bind = "127.0.5.1:0"
-cluster = "c"
-[[cluster]]
-name = "c"
-affinity = true
-[[cluster.node]]
-name = "a"
-address = %q
-`, filepath.Join(dir, "pb.db"), namedNode(t, "a"))
+	cfg := e2eConfig(fmt.Sprintf("[store]\npath = %q\n", filepath.Join(dir, "pb.db")), "affinity = true",
+		namedNodes(t, "a")...)
 	u := startUpgradable(t, dir, cfg)
 	u.waitLog(startedPIDRE, 1)
 	addr := listenRE.FindStringSubmatch(u.readLog())[2]
