@@ -51,6 +51,15 @@ func (ss *session) dispatch() {
 	c := ss.l.Cluster()
 	setKeepAlive(ss.client)
 	n, conn, err := ss.dial(c)
+	if errors.Is(err, errNoNode) {
+		// A reconfiguration may have replaced the cluster version while
+		// this connection looked at the old one (a node added as the last
+		// usable one drained): look once more at the current version.
+		if cur := ss.l.Cluster(); cur != c {
+			c = cur
+			n, conn, err = ss.dial(c)
+		}
+	}
 	if err != nil {
 		ss.noNode(c, err)
 		ss.l.s.wg.Done()
