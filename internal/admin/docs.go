@@ -75,6 +75,9 @@ type Listener struct {
 	// NoSourcePort counts connections closed because a dial ran out of
 	// local ports or descriptors.
 	NoSourcePort uint64 `json:"no_source_port" xml:"no_source_port"`
+	// BadProxyHeader counts connections of an accept_proxy listener closed
+	// because their PROXY header was malformed, missing or late.
+	BadProxyHeader uint64 `json:"bad_proxy_header" xml:"bad_proxy_header"`
 	// Guard counts connections the abuse guard refused at accept, by
 	// reason: deny (allow/deny lists), rate (the connection that started a
 	// ban), ban (during a ban), concurrency (max_client_conns).

@@ -30,6 +30,7 @@ const (
 	mListenerNoNode   = "protobalance_listener_no_node_total"
 	mListenerRefused  = "protobalance_listener_refused_total"
 	mListenerNoSource = "protobalance_listener_no_source_port_total"
+	mListenerBadProxy = "protobalance_listener_bad_proxy_header_total"
 	mListenerCluster  = "protobalance_listener_cluster"
 	mListenerGuard    = "protobalance_listener_guard_rejected_total"
 
@@ -57,6 +58,7 @@ var metricHelp = []struct{ name, typ, help string }{
 	{mListenerNoNode, "counter", "Connections closed because no node could take them."},
 	{mListenerRefused, "counter", "Connections refused by a connection cap."},
 	{mListenerNoSource, "counter", "Connections closed because a dial ran out of local ports or descriptors."},
+	{mListenerBadProxy, "counter", "Connections closed because their PROXY header was malformed, missing or late (accept_proxy)."},
 	{mListenerCluster, "gauge", "1 for the cluster the listener sends new connections to."},
 	{mListenerGuard, "counter", "Connections refused at accept by the abuse guard, by reason (deny, rate, ban, concurrency)."},
 	{mGoroutines, "gauge", "Number of goroutines."},
@@ -129,6 +131,7 @@ func (s *Server) metrics() []byte {
 		out.add(mListenerNoNode, l, float64(ls.NoNode))
 		out.add(mListenerRefused, l, float64(ls.Refused))
 		out.add(mListenerNoSource, l, float64(ls.NoSourcePort))
+		out.add(mListenerBadProxy, l, float64(ls.BadProxyHeader))
 		out.add(mListenerCluster, append(l[:2:2], "cluster", ls.Cluster), 1)
 		for _, r := range []struct {
 			reason string

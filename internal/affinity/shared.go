@@ -123,3 +123,8 @@ func (m *Manager) onPush(table string, k key, node string, seen int64) {
 		t.adopt(k, node, seen, false, true)
 	}
 }
+
+// Shared reports whether records are shared through Redis: a local miss
+// may then be answered by LookupShared, which waits up to
+// RedisLookupTimeout.
+func (m *Manager) Shared() bool { return m.redis != nil }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/protobalance/protobalance/internal/affinity"
@@ -46,6 +47,10 @@ type Cluster struct {
 	maxConns []int
 
 	scratch sync.Pool // of *Attempt
+
+	// SourceTurn is the rotation counter of source_addresses with
+	// source_hash = false (F12), owned by the dialer (internal/proxy).
+	SourceTurn atomic.Uint32
 }
 
 // New builds a cluster version from its validated configuration. Nodes of
@@ -118,6 +123,9 @@ func (cl *Cluster) node(nc *config.Node, prev *Cluster) (*Node, error) {
 		}
 	}
 	n := &Node{Name: nc.Name, Host: nc.Host, Port: nc.Port}
+	if ip, err := netip.ParseAddr(nc.Host); err == nil {
+		n.ip = ip.Unmap()
+	}
 	if nc.Port != 0 {
 		n.addr = config.JoinHostPort(nc.Host, nc.Port)
 	}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -62,6 +63,8 @@ type Node struct {
 	Port uint16
 	// addr is "host:port" for nodes with a port, built once.
 	addr string
+	// ip is Host parsed when it is an IP literal (invalid for a host name).
+	ip netip.Addr
 
 	weight atomic.Int32
 	state  atomic.Uint32
@@ -156,6 +159,19 @@ func (n *Node) Addr(localPort uint16) string {
 		p = localPort
 	}
 	return net.JoinHostPort(n.Host, strconv.Itoa(int(p)))
+}
+
+// AddrPort is the dial address for a client that connected to localPort,
+// and false when the node is named by a host name (to be resolved).
+func (n *Node) AddrPort(localPort uint16) (netip.AddrPort, bool) {
+	if !n.ip.IsValid() {
+		return netip.AddrPort{}, false
+	}
+	p := n.Port
+	if p == 0 {
+		p = localPort
+	}
+	return netip.AddrPortFrom(n.ip, p), true
 }
 
 // Track registers c so that turning the node red closes it. It returns

@@ -16,6 +16,7 @@ func (b *builder) config(raw *rawDoc) *Config {
 		s := scope{path: "global", what: "[global]"}
 		b.intIn(s, "max_conns", g.MaxConns, &c.Global.MaxConns, 0, math.MaxInt)
 		b.dur(s, "shutdown_timeout", g.ShutdownTimeout, &c.Global.ShutdownTimeout, zeroOK)
+		b.oneOf(s, "data_path", g.DataPath, &c.Global.DataPath, DataPaths...)
 	}
 	if a := raw.Admin; a != nil {
 		s := scope{path: "admin", what: "[admin]"}

@@ -69,11 +69,33 @@ func (b *builder) cluster(i int, r *rawCluster) Cluster {
 	}
 	for j := range r.Node {
 		c.Nodes = append(c.Nodes, b.node(s, j, &r.Node[j]))
+		b.sourceFamily(b.elemScope(s, "node", j, r.Node[j].Name), &c, &c.Nodes[j])
 	}
 	if r.Check != nil {
 		c.Check = b.check(s.child("check", "check"), r.Check, c.Nodes)
 	}
 	return c
+}
+
+// sourceFamily refuses a node at an IP address that no source address of
+// the cluster can reach: a connection leaves from an address of the node's
+// family (transparent mode uses the client's own address instead).
+func (b *builder) sourceFamily(s scope, c *Cluster, n *Node) {
+	ip, err := netip.ParseAddr(n.Host)
+	if err != nil || len(c.SourceAddresses) == 0 || c.Transparent {
+		return
+	}
+	v6 := ip.Unmap().Is6()
+	for _, a := range c.SourceAddresses {
+		if a.Unmap().Is6() == v6 {
+			return
+		}
+	}
+	family := "IPv4"
+	if v6 {
+		family = "IPv6"
+	}
+	b.errf(s, "address", "address %q: source_addresses has no %s address to reach it from", n.Host, family)
 }
 
 func (b *builder) node(parent scope, j int, r *rawNode) Node {

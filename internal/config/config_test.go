@@ -34,7 +34,7 @@ func TestMinimalDefaults(t *testing.T) {
 	want := &Config{
 		File:   "pb.toml",
 		Dir:    "/etc/pb",
-		Global: Global{MaxConns: 0, ShutdownTimeout: 30 * time.Second},
+		Global: Global{MaxConns: 0, ShutdownTimeout: 30 * time.Second, DataPath: "auto"},
 		Admin:  Admin{Listen: "127.0.0.1:9900"},
 		Store:  Store{Path: "/etc/pb/protobalance.db"},
 		Listeners: []Listener{{
@@ -98,7 +98,7 @@ func TestFull(t *testing.T) {
 	if c.File != "testdata/full.toml" || c.Dir != "testdata" {
 		t.Errorf("File, Dir = %q, %q", c.File, c.Dir)
 	}
-	if want := (Global{MaxConns: 5000, ShutdownTimeout: 5 * time.Second}); c.Global != want {
+	if want := (Global{MaxConns: 5000, ShutdownTimeout: 5 * time.Second, DataPath: "auto"}); c.Global != want {
 		t.Errorf("global = %+v", c.Global)
 	}
 	if want := (Admin{Listen: "0.0.0.0:9901", TokenFile: filepath.Join("testdata", "secrets/token")}); c.Admin != want {

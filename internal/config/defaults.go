@@ -17,6 +17,7 @@ func DefaultGlobal() Global {
 	return Global{
 		MaxConns:        0, // derived from the descriptor limit at start
 		ShutdownTimeout: 30 * time.Second,
+		DataPath:        "auto",
 	}
 }
 
@@ -81,3 +82,6 @@ func DefaultCheck() Check {
 func DefaultNode() Node {
 	return Node{Weight: 1, State: "green"}
 }
+
+// DataPaths are the values of [global] data_path.
+var DataPaths = []string{"auto", "loop", "goroutine"}

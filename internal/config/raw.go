@@ -22,6 +22,7 @@ type rawDoc struct {
 type rawGlobal struct {
 	MaxConns        *int      `toml:"max_conns"`
 	ShutdownTimeout *duration `toml:"shutdown_timeout"`
+	DataPath        *string   `toml:"data_path"`
 }
 
 type rawAdmin struct {

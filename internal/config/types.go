@@ -33,6 +33,10 @@ type Global struct {
 	// descriptor limit at start.
 	MaxConns        int
 	ShutdownTimeout time.Duration
+	// DataPath chooses how bytes move: "loop" (per-CPU event loops on
+	// raw sockets; Linux), "goroutine" (two goroutines per connection; the
+	// portable fallback), or "auto" (loop where available).
+	DataPath string
 }
 
 // Admin configures the management HTTP server.

@@ -12,6 +12,11 @@ type gate struct {
 	cond  sync.Cond
 	n     int
 	limit int // 0 = unlimited
+	// Event loops cannot wait in acquire: they tryAcquire, and when that
+	// fails, starved is set and the next release calls onFree (set once,
+	// before any use), which tells the loops to accept again.
+	starved bool
+	onFree  func()
 }
 
 func newGate(limit int) *gate {
@@ -47,16 +52,42 @@ func (g *gate) release() {
 	}
 	g.mu.Lock()
 	g.n--
+	starved := g.starved
+	g.starved = false
 	g.mu.Unlock()
 	g.cond.Signal()
+	if starved && g.onFree != nil {
+		g.onFree()
+	}
+}
+
+// tryAcquire takes a slot without waiting; on failure the next release
+// calls onFree.
+func (g *gate) tryAcquire() bool {
+	if g == nil {
+		return true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.limit > 0 && g.n >= g.limit {
+		g.starved = true
+		return false
+	}
+	g.n++
+	return true
 }
 
 // setLimit changes the cap and wakes every waiter to re-check.
 func (g *gate) setLimit(limit int) {
 	g.mu.Lock()
 	g.limit = limit
+	starved := g.starved
+	g.starved = false
 	g.mu.Unlock()
 	g.cond.Broadcast()
+	if starved && g.onFree != nil {
+		g.onFree()
+	}
 }
 
 // wake makes every waiter re-check its stop condition.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -123,7 +124,7 @@ func balancer(t testing.TB, toml string) (*proxy.Server, string) {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	srv, err := proxy.New(cfg, proxy.Options{Relay: relay.NewGoroutine(), Log: testLogger(t)})
+	srv, err := proxy.New(cfg, proxy.Options{Relay: relay.NewGoroutine(), Log: testLogger(t), DataPath: os.Getenv("PB_DATA_PATH")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,9 +27,14 @@ type Listener struct {
 	cap      *gate // the listener's own max_conns (0 = only the global cap)
 	Stats    stats.Listener
 
-	socks   []*net.TCPListener
-	stopped atomic.Bool
-	stop    chan struct{} // closed when the listener stops accepting
+	socks []*net.TCPListener
+	// raws replace socks on the event-loop data path (see detachSockets);
+	// acceptors are their registrations with the loops.
+	raws      []rawSock
+	acceptors []*acceptor
+	rawClosed bool
+	stopped   atomic.Bool
+	stop      chan struct{} // closed when the listener stops accepting
 
 	mu       sync.Mutex // guards sessions
 	sessions map[*session]struct{}
@@ -48,6 +53,9 @@ func newListener(s *Server, cfg *config.Listener, g *guard.Guard, c *cluster.Clu
 	l.settings.Store(&listenerSettings{cfg: *cfg, guard: g})
 	l.cluster.Store(c)
 	l.cap = newGate(cfg.MaxConns)
+	if s.loops != nil {
+		l.cap.onFree = s.loops.resume
+	}
 	return l
 }
 
@@ -65,6 +73,13 @@ func (l *Listener) Cluster() *cluster.Cluster { return l.cluster.Load() }
 
 // Addrs are the bound addresses (resolving port 0), one per port.
 func (l *Listener) Addrs() []netip.AddrPort {
+	if len(l.raws) > 0 {
+		out := make([]netip.AddrPort, 0, len(l.raws))
+		for _, r := range l.raws {
+			out = append(out, r.addr)
+		}
+		return out
+	}
 	out := make([]netip.AddrPort, 0, len(l.socks))
 	for _, s := range l.socks {
 		out = append(out, s.Addr().(*net.TCPAddr).AddrPort())
@@ -79,10 +94,11 @@ func (l *Listener) sameBind(b config.Bind) bool {
 	if have == b {
 		return true
 	}
-	if have.IsRange() || b.IsRange() || have.FirstPort != 0 || len(l.socks) != 1 {
+	addrs := l.Addrs()
+	if have.IsRange() || b.IsRange() || have.FirstPort != 0 || len(addrs) != 1 {
 		return false
 	}
-	return l.Addrs()[0] == netip.AddrPortFrom(b.Addr, b.FirstPort)
+	return addrs[0] == netip.AddrPortFrom(b.Addr, b.FirstPort)
 }
 
 // ListenConfig is how listening sockets are opened without an
@@ -122,6 +138,12 @@ func (l *Listener) open() error {
 		l.socks = nil
 		return err
 	}
+	if l.s.loops != nil {
+		if err := l.detachSockets(); err != nil {
+			l.releaseSockets()
+			return err
+		}
+	}
 	return nil
 }
 
@@ -135,13 +157,20 @@ func (l *Listener) releaseSockets() {
 		for _, ln := range l.socks {
 			stopListening(ln)
 		}
+		l.shutdownRaw()
 	}
 	l.closeSockets()
 }
 
-// serve starts one accept loop per bound port.
-// TODO(issue 8): one loop for a whole port range instead of one per port.
+// serve starts accepting: on the event loops, every port of a range is
+// one more descriptor in each loop's epoll set; on the goroutine data path,
+// each port has its own accept goroutine (parked in the netpoller: about
+// 8 KB per port).
 func (l *Listener) serve() {
+	if l.s.loops != nil {
+		l.serveLoops(l.s.loops)
+		return
+	}
 	for _, ln := range l.socks {
 		l.s.wg.Add(1)
 		go l.acceptLoop(ln)
@@ -160,9 +189,15 @@ func (l *Listener) closeSockets() {
 	for _, ln := range l.socks {
 		ln.Close()
 	}
+	if l.s.loops != nil {
+		l.closeRaw(l.s.loops)
+	}
 }
 
 func (l *Listener) closeSessions() {
+	if l.s.loops != nil {
+		l.s.loops.closeConns(func(ss *loopSession) bool { return ss.l == l })
+	}
 	l.mu.Lock()
 	all := make([]*session, 0, len(l.sessions))
 	for ss := range l.sessions {
@@ -206,9 +241,10 @@ func (l *Listener) acceptLoop(ln *net.TCPListener) {
 		bo.reset()
 		l.Stats.Accepted.Add(1)
 		now := time.Now()
-		g := l.settings.Load().guard
+		st := l.settings.Load()
+		g := st.guard
 		client := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr()
-		if v := g.Admit(client, now); !v.OK {
+		if v := admitAtAccept(st, client, now); !v.OK {
 			// Refused at accept: closed before a byte is read or a node
 			// dialled; counted by reason in the guard.
 			c.SetLinger(0)
@@ -219,6 +255,7 @@ func (l *Listener) acceptLoop(ln *net.TCPListener) {
 		}
 		l.Stats.Active.Add(1)
 		ss := &session{l: l, client: c, start: now, guard: g, clientIP: client}
+		ss.awaitProxyHeader(st.cfg.AcceptProxy)
 		if !l.track(ss) {
 			ss.release()
 			c.Close()

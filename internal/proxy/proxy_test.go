@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +20,32 @@ import (
 	"github.com/protobalance/protobalance/internal/proxy"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain runs the whole suite on each data path: the event loops (the
+// default on Linux) and the goroutine relay, the portable fallback and the
+// loops' oracle. PB_DATA_PATH=loop or =goroutine runs one.
+func TestMain(m *testing.M) {
+	paths := []string{"loop", "goroutine"}
+	if p := os.Getenv("PB_DATA_PATH"); p != "" {
+		paths = []string{p}
+	} else if runtime.GOOS != "linux" {
+		paths = []string{"goroutine"}
+	}
+	code := 0
+	for _, p := range paths {
+		os.Setenv("PB_DATA_PATH", p)
+		fmt.Fprintf(os.Stderr, "=== data path %s\n", p)
+		if c := m.Run(); c != 0 {
+			code = c
+		}
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -4,6 +4,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -42,6 +43,10 @@ type Server struct {
 	detached bool              // DetachStore closed aff
 	dispatch *dispatchers
 	quit     chan struct{} // closed by Shutdown
+	// dataPath is "loop" or "goroutine"; loops run from Start on the
+	// event-loop data path.
+	dataPath string
+	loops    *loops
 
 	wg sync.WaitGroup // one per session, accept loop and dispatch worker
 }
@@ -61,6 +66,8 @@ type Options struct {
 	// listener that a reload removes or rebinds is therefore shut down
 	// (it stops listening for every copy) rather than only closed.
 	Listen func(network, addr string) (net.Listener, error)
+	// DataPath overrides [global] data_path ("auto", "loop", "goroutine").
+	DataPath string
 }
 
 // New builds the clusters and listeners of cfg without opening sockets.
@@ -71,7 +78,11 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	if opt.Relay == nil {
 		return nil, errors.New("proxy: no relay")
 	}
-	s := &Server{log: opt.Log, relay: opt.Relay, listen: opt.Listen, cfg: cfg, quit: make(chan struct{})}
+	dp, err := chooseDataPath(cmp.Or(opt.DataPath, cfg.Global.DataPath))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{log: opt.Log, relay: opt.Relay, listen: opt.Listen, cfg: cfg, quit: make(chan struct{}), dataPath: dp}
 	s.dispatch = newDispatchers(s.quit, &s.wg)
 	s.global = newGate(max(opt.MaxConns, 0))
 	clusters, err := buildClusters(cfg, nil, opt.Log)
@@ -106,6 +117,9 @@ func buildGuards(cfg *config.Config, log *slog.Logger) ([]*guard.Guard, error) {
 
 // buildClusters builds every cluster of cfg, carrying nodes over from prev.
 func buildClusters(cfg *config.Config, prev map[string]*cluster.Cluster, log *slog.Logger) (map[string]*cluster.Cluster, error) {
+	if err := checkSources(cfg); err != nil {
+		return nil, err
+	}
 	out := make(map[string]*cluster.Cluster, len(cfg.Clusters))
 	for i := range cfg.Clusters {
 		c, err := cluster.New(&cfg.Clusters[i], prev[cfg.Clusters[i].Name], log)
@@ -189,8 +203,22 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.applyAffinity(plans)
+	if s.dataPath == "loop" {
+		if s.loops, err = newLoops(s, 0); err != nil {
+			s.closeAffinity()
+			return err
+		}
+		s.global.onFree = s.loops.resume
+		for _, l := range s.listeners {
+			l.cap.onFree = s.loops.resume
+		}
+	}
 	if err := openAll(s.listeners); err != nil {
 		s.closeAffinity()
+		if s.loops != nil {
+			s.loops.stop()
+			s.loops = nil
+		}
 		return err
 	}
 	for _, l := range s.listeners {
@@ -258,6 +286,9 @@ func (s *Server) Shutdown(ctx context.Context) {
 		}
 		<-done
 	}
+	if s.loops != nil {
+		s.loops.stop()
+	}
 	s.closeAffinity()
 }
 
@@ -278,3 +309,28 @@ func (b *backoff) next() time.Duration {
 func (b *backoff) reset() { b.d = 0 }
 
 func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
+
+// DataPath is the data path the server runs: "loop" or "goroutine".
+func (s *Server) DataPath() string { return s.dataPath }
+
+// autoLoops makes "auto" choose the event loops where available.
+const autoLoops = true
+
+// chooseDataPath resolves a data_path setting for this platform.
+func chooseDataPath(want string) (string, error) {
+	switch want {
+	case "", "auto":
+		if loopsAvailable && autoLoops {
+			return "loop", nil
+		}
+		return "goroutine", nil
+	case "loop":
+		if !loopsAvailable {
+			return "", errors.New("data_path = \"loop\": the event loops need Linux; use \"goroutine\" or \"auto\"")
+		}
+		return "loop", nil
+	case "goroutine":
+		return "goroutine", nil
+	}
+	return "", fmt.Errorf("data_path %q: must be one of auto, loop, goroutine", want)
+}

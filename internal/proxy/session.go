@@ -33,6 +33,8 @@ type session struct {
 	// not offered again to it (nil unless an early close happened).
 	failed []*cluster.Node
 	tries  int // dials made
+
+	pp proxyIn // PROXY protocol state (proxyheader.go)
 }
 
 // Outcomes of a connection, as logged.
@@ -48,6 +50,10 @@ var errNoNode = errors.New("no node could take the connection")
 // fresh goroutine: this one has grown its stack dialling, and an idle
 // connection should not keep that stack alive.
 func (ss *session) dispatch() {
+	if ss.pp.expect && !ss.readProxyHeader() {
+		ss.l.s.wg.Done()
+		return
+	}
 	c := ss.l.Cluster()
 	setKeepAlive(ss.client)
 	n, conn, err := ss.dial(c)
@@ -89,6 +95,8 @@ func (ss *session) dial(c *cluster.Cluster) (*cluster.Node, *net.TCPConn, error)
 		a.Exclude(n)
 	}
 	recorded := ss.l.s.lookupAffinity(c, client, ss.start)
+	// src chooses the local address of each dial (F12); nil = the kernel's.
+	src := newSourceDial(c, client)
 	var lastErr error = errNoNode
 	for {
 		var n *cluster.Node
@@ -100,6 +108,9 @@ func (ss *session) dial(c *cluster.Cluster) (*cluster.Node, *net.TCPConn, error)
 			n = a.Next(client)
 		}
 		if n == nil {
+			if errors.Is(lastErr, errSourceFamily) {
+				ss.l.Stats.NoSourcePort.Add(1)
+			}
 			return nil, nil, lastErr
 		}
 		now := time.Now()
@@ -113,7 +124,7 @@ func (ss *session) dial(c *cluster.Cluster) (*cluster.Node, *net.TCPConn, error)
 		// A dial in progress counts as active, so max_conns and the
 		// least-loaded policies see it at once.
 		n.Stats.Active.Add(1)
-		tc, err := dialNode(n, localPort, timeout)
+		tc, err := dialNode(n, localPort, timeout, src)
 		if err == nil {
 			n.MarkUp()
 			n.Stats.ConnectMS.Observe(time.Since(now))
@@ -134,6 +145,11 @@ func (ss *session) dial(c *cluster.Cluster) (*cluster.Node, *net.TCPConn, error)
 			ss.l.Stats.NoSourcePort.Add(1)
 			return nil, nil, err
 		}
+		if errors.Is(err, errSourceFamily) {
+			// No source address of this node's family: skip the node,
+			// which is not at fault, and go on with the others.
+			continue
+		}
 		n.Stats.Failures.Add(1)
 		if c.PortLess {
 			return nil, nil, err
@@ -146,17 +162,39 @@ func (ss *session) dial(c *cluster.Cluster) (*cluster.Node, *net.TCPConn, error)
 // it more cheaply). Not Dialer.DialTCP: given no local address it binds
 // one explicitly, which reserves an ephemeral port per connection instead
 // of per destination and runs out under load (EADDRINUSE).
-func dialNode(n *cluster.Node, localPort uint16, timeout time.Duration) (*net.TCPConn, error) {
+//
+// With src (source_addresses or transparent), the socket is bound by
+// src.control to a source address with port 0 and IP_BIND_ADDRESS_NO_PORT
+// (LocalAddr stays nil: Go binds nothing). When rotating, an address out of
+// ports moves the dial on to the next, all within timeout; the error of
+// the last address tried is returned.
+func dialNode(n *cluster.Node, localPort uint16, timeout time.Duration, src *sourceDial) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: timeout, KeepAlive: -1}
-	c, err := d.Dial("tcp", n.Addr(localPort))
-	if err != nil {
-		return nil, err
+	addr := n.Addr(localPort)
+	if src == nil {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return c.(*net.TCPConn), nil
 	}
-	return c.(*net.TCPConn), nil
+	d.Deadline = time.Now().Add(timeout)
+	d.Control = src.control
+	for src.try = 0; ; {
+		c, err := d.Dial("tcp", addr)
+		if err == nil {
+			return c.(*net.TCPConn), nil
+		}
+		if !src.moveOn(err) {
+			return nil, err
+		}
+	}
 }
 
 // localExhaustion reports whether a dial failed for want of a local
-// resource (an ephemeral port, a descriptor) rather than because of the node.
+// resource (an ephemeral port of its source address, a descriptor) rather
+// than because of the node: the node is not marked down, and the
+// connection ends as no_source_port.
 func localExhaustion(err error) bool {
 	return errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EADDRINUSE) ||
 		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
@@ -215,12 +253,21 @@ func (ss *session) relay(c *cluster.Cluster, n *cluster.Node, conn *net.TCPConn,
 	if c.PortLess {
 		early = 0
 	}
-	if len(pending) > 0 {
-		conn.SetWriteDeadline(time.Now().Add(cfg.ConnectTimeout))
-		if _, err := conn.Write(pending); err != nil {
-			ss.Close()
-			return relay.Result{Err: err}
+	if pending == nil {
+		pending = ss.takePending() // read past an accept_proxy header
+	}
+	// Our PROXY header, then any pending client bytes.
+	if err := ss.sendFirst(c, conn, pending); err != nil {
+		if len(pending) == 0 && early > 0 {
+			// Only our header was refused: the client has lost
+			// nothing, so this is an early close (fall over).
+			conn.Close()
+			return relay.Result{EarlyClose: true}
 		}
+		ss.Close()
+		return relay.Result{Err: err}
+	}
+	if len(pending) > 0 {
 		n.Stats.AddBytes(uint64(len(pending)), 0)
 		early = 0 // bytes went to this node: no more fall-over
 	}

@@ -96,4 +96,7 @@ type Listener struct {
 	// NoSourcePort counts connections closed because a dial ran out of
 	// local resources (ephemeral ports, descriptors); no node is blamed.
 	NoSourcePort atomic.Uint64
+	// BadProxyHeader counts connections of an accept_proxy listener closed
+	// because their PROXY header was malformed, missing or late.
+	BadProxyHeader atomic.Uint64
 }

@@ -1,0 +1,673 @@
+//go:build linux
+
+package evloop
+
+import (
+	"net/netip"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Owner is the proxy's side of a loop connection: it chooses nodes and
+// keeps the books; the Conn moves bytes. Every method is called on the
+// connection's loop.
+type Owner interface {
+	// Prepare sets up a fresh node socket before it connects (keepalive,
+	// source address, transparent bind). An error abandons the dial.
+	Prepare(fd int) error
+	// Connected reports that the node accepted the connection; relaying
+	// starts when it returns. The owner may WriteNode a header first.
+	Connected(c *Conn)
+	// DialFailed reports a failed or timed-out connect; the node socket is
+	// closed. The owner dials another node or ends the connection.
+	DialFailed(c *Conn, err error)
+	// Moved reports bytes written to the node (up) and to the client (down).
+	Moved(up, down int)
+	// Preface is offered the client's first bytes while the connection
+	// awaits a preface (see AwaitPreface): it returns how many bytes the
+	// preface took (0: not whole yet) or an error that resets the client.
+	// Bytes after the preface stay queued for the node. Having taken the
+	// preface, the owner dials from Preface itself.
+	Preface(c *Conn, b []byte) (int, error)
+	// Ended reports the end of the relay. With res.EarlyClose the node
+	// socket is closed and the client's is open: the owner dials another
+	// node (the client bytes read meanwhile go to it first) or calls Abort.
+	// Otherwise both sockets are closed and c must not be used again.
+	Ended(c *Conn, res Result)
+}
+
+// Options are a connection's timeouts, in loop-clock nanoseconds (0 = off).
+type Options struct {
+	Idle  int64 // no byte either way for this long: close
+	Fin   int64 // one direction finished and no byte for this long: close
+	Early int64 // node closes this soon after connecting, before any byte moved: fall over
+}
+
+// Result says how a relay ended.
+type Result struct {
+	Up, Down   int64
+	EarlyClose bool
+	Err        error
+}
+
+// Errors in Result.Err for the loop's own timeouts.
+var (
+	ErrIdleTimeout    = errorString("idle timeout")
+	ErrFinTimeout     = errorString("fin timeout")
+	ErrConnectTimeout = errorString("connect timeout")
+	ErrAborted        = errorString("closed by the balancer")
+	ErrPrefaceTimeout = errorString("no preface in time")
+	ErrPrefaceLong    = errorString("preface too long")
+	ErrPrefaceEOF     = errorString("closed before the preface was whole")
+)
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+// Connection states.
+const (
+	stPreface uint8 = iota // reading the client's preface (a PROXY header)
+	stDialing
+	stRelaying
+	stWaiting // early close reported; the owner is choosing the next node
+	stDone
+)
+
+// side indexes per-socket flags.
+const (
+	client = 0
+	node   = 1
+)
+
+// Socket readiness as learnt from edge-triggered events: set by an event,
+// cleared when a call returns EAGAIN (or a short read proves the socket
+// empty).
+const (
+	fRead  uint8 = 1 << iota // readable
+	fWrite                   // writable
+	fRDHup                   // peer finished sending: a short read means EOF
+)
+
+// Conn is one proxied connection on a loop: the client socket, the node
+// socket once dialled, and the two directions between them. An idle Conn
+// holds no buffer and no pipe: about 200 bytes plus the kernel's sockets.
+type Conn struct {
+	loop  *Loop
+	owner Owner
+	fd    [2]int // client, node; -1 when closed
+	flags [2]uint8
+	state uint8
+	moved bool // a byte was written to either side
+
+	opt         Options
+	timer       Timer
+	connectedAt int64
+	active      int64 // loop clock of the last byte moved
+	up, down    dir   // up: client → node
+
+	prev, next *Conn // the loop's list of connections
+}
+
+// dir is one direction of a relay.
+type dir struct {
+	buf   *buffer
+	off   int32 // start of the pending bytes in buf
+	n     int32 // pending bytes in buf
+	p     *pipe
+	inP   int32 // pending bytes in p
+	bulk  bool  // moved more than bulkAfter: splice from now on
+	eof   bool  // the source finished
+	shut  bool  // the destination was shut for writing
+	bytes int64
+}
+
+// bulkAfter is how many bytes a direction copies through a buffer before
+// it switches to splice(2): short exchanges save the pipe's extra calls,
+// bulk flows the copy to user space.
+const bulkAfter = 64 << 10
+
+// turnBudget bounds the bytes one connection moves per loop turn, so a
+// bulk flow cannot starve the loop's other connections.
+const turnBudget = 256 << 10
+
+// Accept takes an accepted client socket (non-blocking) into the loop.
+func (l *Loop) Accept(fd int, o Owner, opt Options) (*Conn, error) {
+	c := &Conn{loop: l, owner: o, fd: [2]int{fd, -1}, opt: opt}
+	if err := l.Register(fd, c); err != nil {
+		return nil, err
+	}
+	l.link(c)
+	return c, nil
+}
+
+func (l *Loop) link(c *Conn) {
+	c.next = l.conns
+	if l.conns != nil {
+		l.conns.prev = c
+	}
+	l.conns = c
+}
+
+func (l *Loop) unlink(c *Conn) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else if l.conns == c {
+		l.conns = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	}
+	c.prev, c.next = nil, nil
+}
+
+// Each calls f for every connection of the loop (f may end them).
+func (l *Loop) Each(f func(c *Conn)) {
+	for c := l.conns; c != nil; {
+		next := c.next
+		f(c)
+		c = next
+	}
+}
+
+// Done reports whether the connection has ended (both sockets closed).
+func (c *Conn) Done() bool { return c.state == stDone }
+
+// Owner is the connection's owner.
+func (c *Conn) Owner() Owner { return c.owner }
+
+// Loop is the connection's loop.
+func (c *Conn) Loop() *Loop { return c.loop }
+
+// ClientFD is the client socket (for getsockname and the like).
+func (c *Conn) ClientFD() int { return c.fd[client] }
+
+// SetOptions replaces the timeouts (before Dial).
+func (c *Conn) SetOptions(opt Options) { c.opt = opt }
+
+// Dial starts connecting to addr; the outcome arrives as Connected or
+// DialFailed. A call that fails at once (no descriptor, no local port,
+// Prepare) returns its error and changes nothing.
+func (c *Conn) Dial(addr netip.AddrPort, timeout int64) error {
+	if c.state == stDone || c.fd[node] >= 0 {
+		return ErrAborted
+	}
+	fd, e := rawSocket(addr)
+	if e != 0 {
+		return e
+	}
+	if err := c.owner.Prepare(fd); err != nil {
+		rawClose(fd)
+		return err
+	}
+	if e := rawConnect(fd, addr); e != 0 && e != unix.EINPROGRESS {
+		rawClose(fd)
+		return e
+	}
+	if err := c.loop.Register(fd, c); err != nil {
+		rawClose(fd)
+		return err
+	}
+	c.fd[node] = fd
+	c.flags[node] = 0
+	c.state = stDialing
+	c.loop.Arm(&c.timer, c, c.loop.now+timeout)
+	return nil
+}
+
+// WriteNode writes b to the freshly connected node (a PROXY header) from
+// Connected. A fresh socket's buffer takes any header whole; anything
+// less is an error.
+func (c *Conn) WriteNode(b []byte) error {
+	n, e := rawWrite(c.fd[node], b)
+	if e != 0 {
+		return e
+	}
+	if n != len(b) {
+		return syscall.EAGAIN
+	}
+	return nil
+}
+
+// AwaitPreface makes the connection read the client's first bytes and
+// offer them to Owner.Preface until it takes a whole preface, within
+// timeout; the client is reset when none comes.
+func (c *Conn) AwaitPreface(timeout int64) {
+	c.state = stPreface
+	c.loop.Arm(&c.timer, c, c.loop.now+timeout)
+	if c.flags[client]&fRead != 0 {
+		c.readPreface()
+	}
+}
+
+func (c *Conn) readPreface() {
+	d := &c.up
+	for c.state == stPreface {
+		if d.buf == nil {
+			d.buf = c.loop.getBuf()
+			d.off, d.n = 0, 0
+		}
+		if int(d.n) == len(d.buf) {
+			c.resetClient(ErrPrefaceLong)
+			return
+		}
+		r, e := rawRead(c.fd[client], d.buf[d.n:])
+		switch {
+		case e == unix.EAGAIN:
+			c.flags[client] &^= fRead
+			return
+		case e != 0:
+			c.resetClient(e)
+			return
+		case r == 0:
+			c.resetClient(ErrPrefaceEOF)
+			return
+		}
+		d.n += int32(r)
+		used, err := c.owner.Preface(c, d.buf[:d.n])
+		if err != nil {
+			if c.state == stPreface {
+				c.resetClient(err)
+			}
+			return
+		}
+		if used > 0 {
+			if c.state == stDone {
+				return // the owner ended it (no node)
+			}
+			d.off = int32(used)
+			d.n -= int32(used)
+			if d.n == 0 {
+				c.releaseDir(d)
+			}
+			return
+		}
+	}
+}
+
+// resetClient ends the connection with a reset to the client.
+func (c *Conn) resetClient(err error) {
+	if fd := c.fd[client]; fd >= 0 {
+		setLinger0(fd)
+	}
+	c.end(err)
+}
+
+// PrefaceTaken ends the preface state (the owner calls it from Preface
+// before dialling).
+func (c *Conn) PrefaceTaken() {
+	c.loop.Disarm(&c.timer)
+	c.state = stWaiting
+}
+
+// Pending is the client bytes read and not yet written to a node.
+func (c *Conn) Pending() int { return int(c.up.n) }
+
+// Event handles the epoll events of either socket.
+func (c *Conn) Event(fd int, ev uint32) {
+	s := client
+	if fd == c.fd[node] {
+		s = node
+	}
+	if ev&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0 {
+		c.flags[s] |= fRead
+	}
+	if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		c.flags[s] |= fWrite
+	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+		c.flags[s] |= fRDHup
+	}
+	switch c.state {
+	case stPreface:
+		if s == client {
+			c.readPreface()
+		}
+	case stDialing:
+		if s == node && ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			c.connectDone()
+		}
+	case stRelaying:
+		c.pump()
+	}
+}
+
+func (c *Conn) connectDone() {
+	if e := rawSoError(c.fd[node]); e != 0 {
+		c.dialFailed(e)
+		return
+	}
+	c.loop.Disarm(&c.timer)
+	c.owner.Connected(c)
+	if c.state != stDialing { // the owner aborted
+		return
+	}
+	c.state = stRelaying
+	c.connectedAt = c.loop.now
+	c.active = c.loop.now
+	c.rearm()
+	c.pump()
+}
+
+func (c *Conn) dialFailed(err error) {
+	c.loop.Disarm(&c.timer)
+	c.loop.Close(c.fd[node])
+	c.fd[node] = -1
+	c.state = stWaiting
+	c.owner.DialFailed(c, err)
+}
+
+// Timeout is the connection's timer: connect timeout while dialling, idle
+// and fin timeouts while relaying (re-armed lazily: activity only moves
+// c.active).
+func (c *Conn) Timeout(now int64) {
+	switch c.state {
+	case stPreface:
+		c.resetClient(ErrPrefaceTimeout)
+	case stDialing:
+		c.dialFailed(ErrConnectTimeout)
+	case stRelaying:
+		when, err := c.deadline()
+		if when > now {
+			c.loop.Arm(&c.timer, c, when)
+			return
+		}
+		c.end(err)
+	}
+}
+
+// deadline is when the relay times out, and which timeout that is.
+func (c *Conn) deadline() (int64, error) {
+	const never = 1<<63 - 1
+	when, err := int64(never), error(nil)
+	if c.opt.Idle > 0 {
+		when, err = c.active+c.opt.Idle, ErrIdleTimeout
+	}
+	if c.opt.Fin > 0 && (c.up.shut || c.down.shut) {
+		if w := c.active + c.opt.Fin; w < when {
+			when, err = w, ErrFinTimeout
+		}
+	}
+	return when, err
+}
+
+func (c *Conn) rearm() {
+	if when, err := c.deadline(); err != nil {
+		c.loop.Arm(&c.timer, c, when)
+	} else {
+		c.loop.Disarm(&c.timer)
+	}
+}
+
+// Run continues a relay that stopped at its turn budget.
+func (c *Conn) Run() {
+	if c.state == stRelaying {
+		c.pump()
+	}
+}
+
+// pump moves bytes both ways until both sockets would block, the budget
+// is spent, or the relay ends.
+func (c *Conn) pump() {
+	budget := turnBudget
+	finBefore := c.up.shut || c.down.shut
+	for {
+		a, at, err := c.move(&c.up, client, node, &budget)
+		if err != nil {
+			c.fail(err, at)
+			return
+		}
+		b, at, err := c.move(&c.down, node, client, &budget)
+		if err != nil {
+			c.fail(err, at)
+			return
+		}
+		if c.state != stRelaying {
+			return
+		}
+		if c.up.shut && c.down.shut {
+			c.end(nil)
+			return
+		}
+		if !a && !b {
+			break
+		}
+		if budget <= 0 {
+			c.loop.Later(c)
+			break
+		}
+	}
+	if !finBefore && (c.up.shut || c.down.shut) {
+		c.rearm() // the fin timeout may now come first
+	}
+}
+
+// fail ends the relay on a socket error at side at: a reset (or a write
+// to a socket its peer reset) is passed on by closing the other side with
+// RST too.
+func (c *Conn) fail(err error, at int) {
+	if c.earlyClose(at) {
+		return
+	}
+	if err != errEarlyEOF {
+		if fd := c.fd[1-at]; fd >= 0 {
+			setLinger0(fd)
+		}
+	}
+	c.end(err)
+}
+
+// errEarlyEOF is move's signal that the node sent EOF in the early window.
+var errEarlyEOF = errorString("node closed early")
+
+// earlyClose handles a node that closed (EOF or reset) within the early
+// window before any byte moved: only the node socket is closed.
+func (c *Conn) earlyClose(from int) bool {
+	if from != node || c.moved || c.opt.Early == 0 || c.loop.now-c.connectedAt > c.opt.Early {
+		return false
+	}
+	c.loop.Disarm(&c.timer)
+	c.loop.Close(c.fd[node])
+	c.fd[node] = -1
+	c.dropDir(&c.down)
+	c.down = dir{}
+	// The next node must see the client's EOF too.
+	c.up.shut = false
+	c.state = stWaiting
+	c.owner.Ended(c, Result{EarlyClose: true})
+	return true
+}
+
+// move makes progress on one direction: writes what is pending, reads
+// more, shuts the destination after the source's EOF. It reports whether
+// anything changed, or the error that ends the relay and the side it
+// happened at.
+func (c *Conn) move(d *dir, src, dst int, budget *int) (progress bool, at int, err error) {
+	for *budget > 0 {
+		// Flush pending bytes first.
+		if d.n > 0 || d.inP > 0 {
+			if c.flags[dst]&fWrite == 0 {
+				return progress, 0, nil
+			}
+			w, e := c.write(d, dst)
+			if e == unix.EAGAIN {
+				c.flags[dst] &^= fWrite
+				return progress, 0, nil
+			}
+			if e != 0 {
+				return progress, dst, e
+			}
+			if w > 0 {
+				progress = true
+				c.moved = true
+				c.active = c.loop.now
+				d.bytes += int64(w)
+				*budget -= w
+				if src == client {
+					c.owner.Moved(w, 0)
+				} else {
+					c.owner.Moved(0, w)
+				}
+			}
+			if d.n > 0 || d.inP > 0 {
+				continue // partial write: try again (EAGAIN clears fWrite)
+			}
+			c.releaseDir(d)
+		}
+		if d.eof {
+			if !d.shut {
+				d.shut = true
+				progress = true
+				if e := rawShutdown(c.fd[dst], unix.SHUT_WR); e != 0 && e != unix.ENOTCONN {
+					return progress, dst, e
+				}
+			}
+			return progress, 0, nil
+		}
+		if c.flags[src]&fRead == 0 {
+			return progress, 0, nil
+		}
+		r, e := c.read(d, src)
+		switch {
+		case e == unix.EAGAIN:
+			c.flags[src] &^= fRead
+			c.releaseDir(d)
+			return progress, 0, nil
+		case e != 0:
+			return progress, src, e
+		case r == 0:
+			d.eof = true
+			progress = true
+			if src == node && c.earlyCandidate() {
+				return progress, node, errEarlyEOF
+			}
+		default:
+			progress = true
+		}
+	}
+	return progress, 0, nil
+}
+
+// earlyCandidate reports whether a node EOF now is an early close.
+func (c *Conn) earlyCandidate() bool {
+	return !c.moved && c.opt.Early > 0 && c.loop.now-c.connectedAt <= c.opt.Early
+}
+
+// read fills d from src: into a buffer, or a pipe once the direction is bulk.
+func (c *Conn) read(d *dir, src int) (int, syscall.Errno) {
+	fd := c.fd[src]
+	if d.bulk && d.p == nil {
+		d.p = c.loop.getPipe()
+	}
+	if d.p != nil {
+		n, e := rawSplice(fd, d.p.w, pipeSize)
+		if e == unix.EINVAL {
+			// Not spliceable: buffers from now on.
+			c.loop.putPipe(d.p, 0)
+			d.p, d.bulk = nil, false
+			return c.read(d, src)
+		}
+		if e != 0 {
+			return 0, e
+		}
+		// No short-read shortcut here: splice stops when the pipe's slots
+		// are used up, with data still queued on the socket.
+		d.inP += int32(n)
+		return n, 0
+	}
+	if d.buf == nil {
+		d.buf = c.loop.getBuf()
+		d.off = 0
+	}
+	n, e := rawRead(fd, d.buf[d.off+d.n:])
+	if e != 0 {
+		return 0, e
+	}
+	d.n += int32(n)
+	if n > 0 && int(d.off+d.n) < len(d.buf) && c.flags[src]&fRDHup == 0 {
+		// A short read drained the socket: no need for the call that
+		// would return EAGAIN. (With the peer's FIN seen, read on to EOF.)
+		c.flags[src] &^= fRead
+	}
+	return n, 0
+}
+
+func (c *Conn) write(d *dir, dst int) (int, syscall.Errno) {
+	fd := c.fd[dst]
+	if d.inP > 0 {
+		n, e := rawSplice(d.p.r, fd, int(d.inP))
+		if e != 0 {
+			return 0, e
+		}
+		d.inP -= int32(n)
+		return n, 0
+	}
+	n, e := rawWrite(fd, d.buf[d.off:d.off+d.n])
+	if e != 0 {
+		return 0, e
+	}
+	d.off += int32(n)
+	d.n -= int32(n)
+	if d.n == 0 {
+		d.off = 0
+	}
+	if d.bytes+int64(n) > bulkAfter {
+		d.bulk = true
+	}
+	return n, 0
+}
+
+// releaseDir gives back an empty direction's buffer and pipe.
+func (c *Conn) releaseDir(d *dir) {
+	if d.buf != nil && d.n == 0 {
+		c.loop.putBuf(d.buf)
+		d.buf = nil
+		d.off = 0
+	}
+	if d.p != nil && d.inP == 0 {
+		c.loop.putPipe(d.p, 0)
+		d.p = nil
+	}
+}
+
+// Abort ends the connection at once from the loop (node red, shutdown,
+// the owner giving up): both sockets are closed.
+func (c *Conn) Abort(err error) {
+	if c.state == stDone {
+		return
+	}
+	c.end(err)
+}
+
+// end closes both sockets and reports the result.
+func (c *Conn) end(err error) {
+	if c.state == stDone {
+		return
+	}
+	c.state = stDone
+	c.loop.Disarm(&c.timer)
+	for s := range c.fd {
+		if c.fd[s] >= 0 {
+			c.loop.Close(c.fd[s])
+			c.fd[s] = -1
+		}
+	}
+	c.dropDir(&c.up)
+	c.dropDir(&c.down)
+	c.loop.unlink(c)
+	c.owner.Ended(c, Result{Up: c.up.bytes, Down: c.down.bytes, Err: err})
+}
+
+// dropDir gives back a direction's buffer and pipe, pending bytes or not.
+func (c *Conn) dropDir(d *dir) {
+	if d.buf != nil {
+		c.loop.putBuf(d.buf)
+		d.buf = nil
+	}
+	if d.p != nil {
+		c.loop.putPipe(d.p, int(d.inP))
+		d.p = nil
+	}
+	d.n, d.inP = 0, 0
+}

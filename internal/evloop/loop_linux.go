@@ -1,0 +1,304 @@
+//go:build linux
+
+package evloop
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Handler receives the epoll events of a descriptor registered with a loop.
+type Handler interface {
+	// Event is called on the loop with the epoll event bits of fd.
+	Event(fd int, events uint32)
+}
+
+// Runner is work a loop does again on its next turn (see Loop.Later):
+// edge-triggered events do not repeat, so whoever stops short of EAGAIN
+// to be fair to others must come back by itself.
+type Runner interface {
+	Run()
+}
+
+// entry is one descriptor of the loop's table. seq tells a current event
+// from a stale one for a descriptor number closed and reused meanwhile.
+type entry struct {
+	h   Handler
+	seq uint32
+}
+
+// Loop is one event loop: an epoll set of raw non-blocking sockets, a timer
+// wheel and a command queue, driven by one goroutine. Everything registered
+// with a loop is touched by that goroutine only; other goroutines talk to
+// it through Post.
+type Loop struct {
+	id   int
+	epfd int
+	// ep is epfd made non-blocking and nested in Go's netpoller: the loop
+	// goroutine parks in RawConn.Read on it like any network goroutine and
+	// drains it with epoll_wait(0), so no thread sits blocked in
+	// epoll_wait and the runtime schedules the loop like the rest.
+	ep    *os.File
+	epRaw syscall.RawConn
+	evfd  int // eventfd: wakes the loop for posted commands
+
+	table []entry // by descriptor
+	seq   uint32
+	evs   [128]unix.EpollEvent
+	n     int // events collected by the last poll
+
+	base  time.Time
+	now   int64 // monotonic ns since base, read once per turn
+	wheel wheel
+	armed int64 // the read deadline set on ep (0 = none)
+
+	later []Runner // work carried to the next turn
+	conns *Conn    // every connection of the loop
+	bufs  []*buffer
+	pipes []*pipe
+
+	mu      sync.Mutex
+	cmds    []func()
+	spare   []func()
+	waiting atomic.Bool // cmds non-empty and the eventfd written
+
+	quit chan struct{}
+	done chan struct{}
+}
+
+// New creates a loop; Start runs it.
+func New(id int) (*Loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	l := &Loop{id: id, epfd: epfd, evfd: evfd, base: time.Now(), quit: make(chan struct{}), done: make(chan struct{})}
+	l.table = make([]entry, tableSize())
+	l.wheel.init(0)
+	if e := epollAdd(epfd, evfd, unix.EPOLLIN|unix.EPOLLET, 0); e != 0 {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, e
+	}
+	l.ep = os.NewFile(uintptr(epfd), "epoll")
+	if l.epRaw, err = l.ep.SyscallConn(); err != nil {
+		l.ep.Close()
+		unix.Close(evfd)
+		return nil, err
+	}
+	return l, nil
+}
+
+// tableSize is the descriptor table's length: the soft descriptor limit,
+// which no descriptor number can reach.
+func tableSize() int {
+	var r unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &r) != nil || r.Cur > 1<<20 {
+		return 1 << 16
+	}
+	return int(r.Cur) + 1
+}
+
+// ID is the loop's index in its engine.
+func (l *Loop) ID() int { return l.id }
+
+// Now is the loop's clock, read once per turn: monotonic nanoseconds.
+func (l *Loop) Now() int64 { return l.now }
+
+// Time converts a loop clock reading to wall time.
+func (l *Loop) Time(ns int64) time.Time { return l.base.Add(time.Duration(ns)) }
+
+// Register adds fd, non-blocking, to the loop's epoll set for read, write
+// and peer-close events, edge-triggered, once for its whole life.
+func (l *Loop) Register(fd int, h Handler) error {
+	return l.register(fd, h, sockEvents)
+}
+
+// RegisterListener adds a listening socket shared with other loops:
+// EPOLLEXCLUSIVE so that a new connection does not wake every loop.
+func (l *Loop) RegisterListener(fd int, h Handler) error {
+	return l.register(fd, h, unix.EPOLLIN|unix.EPOLLEXCLUSIVE)
+}
+
+func (l *Loop) register(fd int, h Handler, events uint32) error {
+	if fd >= len(l.table) {
+		return syscall.EMFILE
+	}
+	l.seq++
+	if l.seq == 0 {
+		l.seq = 1
+	}
+	l.table[fd] = entry{h: h, seq: l.seq}
+	if e := epollAdd(l.epfd, fd, events, l.seq); e != 0 {
+		l.table[fd] = entry{}
+		return e
+	}
+	return nil
+}
+
+// Close unregisters fd and closes it.
+func (l *Loop) Close(fd int) {
+	l.table[fd] = entry{}
+	rawClose(fd)
+}
+
+// Unregister removes fd from the loop without closing it (a listening
+// socket other loops still use).
+func (l *Loop) Unregister(fd int) {
+	if fd < len(l.table) && l.table[fd].h != nil {
+		l.table[fd] = entry{}
+		epollDel(l.epfd, fd)
+	}
+}
+
+// Arm queues t, owned by o, to fire at when (loop clock); re-arms it if queued.
+func (l *Loop) Arm(t *Timer, o TimerOwner, when int64) {
+	t.owner = o
+	l.wheel.arm(t, when)
+}
+
+// Disarm dequeues t.
+func (l *Loop) Disarm(t *Timer) { l.wheel.stop(t) }
+
+// Later runs r on the next turn, before the loop waits again.
+func (l *Loop) Later(r Runner) { l.later = append(l.later, r) }
+
+// Post runs f on the loop. It may be called from any goroutine; commands
+// run in order. Posting to a stopped loop runs nothing.
+func (l *Loop) Post(f func()) {
+	l.mu.Lock()
+	l.cmds = append(l.cmds, f)
+	l.mu.Unlock()
+	if !l.waiting.Swap(true) {
+		var one = [8]byte{1}
+		rawWrite(l.evfd, one[:])
+	}
+}
+
+// Start runs the loop on a new goroutine until Stop.
+func (l *Loop) Start() {
+	go l.run()
+}
+
+// Stop ends the loop after its current turn and waits for it. Descriptors
+// still registered are left open: stop their owners first.
+func (l *Loop) Stop() {
+	select {
+	case <-l.quit:
+	default:
+		close(l.quit)
+		l.Post(func() {})
+	}
+	<-l.done
+	l.closePools()
+	l.ep.Close()
+	unix.Close(l.evfd)
+}
+
+func (l *Loop) run() {
+	defer close(l.done)
+	poll := func(fd uintptr) bool {
+		l.n = epollPoll(l.epfd, l.evs[:])
+		return l.n > 0 || len(l.later) > 0
+	}
+	for {
+		err := l.epRaw.Read(poll)
+		l.now = int64(time.Since(l.base))
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return // ep closed
+		}
+		l.dispatch()
+		l.runLater()
+		l.runCommands()
+		l.wheel.expire(l.now)
+		select {
+		case <-l.quit:
+			return
+		default:
+		}
+		l.setDeadline()
+	}
+}
+
+func (l *Loop) dispatch() {
+	for i := 0; i < l.n; i++ {
+		ev := &l.evs[i]
+		fd := int(ev.Fd)
+		if fd == l.evfd {
+			var b [8]byte
+			rawRead(l.evfd, b[:])
+			continue
+		}
+		e := l.table[fd]
+		if e.h == nil || e.seq != uint32(ev.Pad) {
+			continue // closed, or closed and reused, earlier this turn
+		}
+		e.h.Event(fd, ev.Events)
+	}
+	l.n = 0
+}
+
+func (l *Loop) runLater() {
+	if len(l.later) == 0 {
+		return
+	}
+	rs := l.later
+	l.later = nil
+	for i, r := range rs {
+		r.Run()
+		rs[i] = nil
+	}
+	if l.later == nil {
+		l.later = rs[:0]
+	}
+}
+
+func (l *Loop) runCommands() {
+	if !l.waiting.Load() {
+		return
+	}
+	l.mu.Lock()
+	cmds := l.cmds
+	l.cmds = l.spare[:0]
+	l.waiting.Store(false)
+	l.mu.Unlock()
+	for i, f := range cmds {
+		f()
+		cmds[i] = nil
+	}
+	l.spare = cmds
+}
+
+// setDeadline makes the loop's wait end at its earliest timer.
+func (l *Loop) setDeadline() {
+	when, ok := l.wheel.next()
+	if !ok {
+		if l.armed != 0 {
+			l.ep.SetReadDeadline(time.Time{})
+			l.armed = 0
+		}
+		return
+	}
+	if when <= l.now {
+		when = l.now + 1
+	}
+	if when != l.armed {
+		l.ep.SetReadDeadline(l.base.Add(time.Duration(when)))
+		l.armed = when
+	}
+}
