@@ -68,10 +68,13 @@ func (e errorString) Error() string { return string(e) }
 
 // Connection states.
 const (
-	stPreface uint8 = iota // reading the client's preface (a PROXY header)
+	// stWaiting: the owner is choosing a node (a new connection, a
+	// lookup off the loop, after a failed dial or an early close). Client
+	// events only mark readiness.
+	stWaiting uint8 = iota
+	stPreface // reading the client's preface (a PROXY header)
 	stDialing
 	stRelaying
-	stWaiting // early close reported; the owner is choosing the next node
 	stDone
 )
 
