@@ -72,7 +72,7 @@ const (
 	// lookup off the loop, after a failed dial or an early close). Client
 	// events only mark readiness.
 	stWaiting uint8 = iota
-	stPreface // reading the client's preface (a PROXY header)
+	stPreface       // reading the client's preface (a PROXY header)
 	stDialing
 	stRelaying
 	stDone
