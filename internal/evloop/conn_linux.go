@@ -95,36 +95,42 @@ const (
 
 // Conn is one proxied connection on a loop: the client socket, the node
 // socket once dialled, and the two directions between them. An idle Conn
-// holds no buffer and no pipe: about 200 bytes plus the kernel's sockets.
+// holds no buffer and no pipe: 152 bytes, meant to be embedded in its
+// owner's connection state (one allocation per connection).
 type Conn struct {
-	loop  *Loop
-	owner Owner
-	fd    [2]int // client, node; -1 when closed
-	flags [2]uint8
-	state uint8
-	moved bool // a byte was written to either side
-
-	opt         Options
+	loop        *Loop
+	owner       Owner
+	opt         *Options // shared by the connections of a cluster version
 	timer       Timer
 	connectedAt int64
 	active      int64 // loop clock of the last byte moved
 	up, down    dir   // up: client → node
-
-	prev, next *Conn // the loop's list of connections
+	fd          [2]int32 // client, node; -1 when closed
+	flags       [2]uint8
+	state       uint8
+	moved       bool // a byte was written to either side
 }
 
 // dir is one direction of a relay.
 type dir struct {
-	buf   *buffer
-	off   int32 // start of the pending bytes in buf
-	n     int32 // pending bytes in buf
-	p     *pipe
-	inP   int32 // pending bytes in p
-	bulk  bool  // moved more than bulkAfter: splice from now on
-	eof   bool  // the source finished
-	shut  bool  // the destination was shut for writing
 	bytes int64
+	io    *dirIO // borrowed while bytes are pending (see Loop.getIO)
+	bulk  bool   // moved more than bulkAfter: splice from now on
+	eof   bool   // the source finished
+	shut  bool   // the destination was shut for writing
 }
+
+// dirIO is what a direction holds only while bytes move through it.
+type dirIO struct {
+	buf *buffer
+	off int32 // start of the pending bytes in buf
+	n   int32 // pending bytes in buf
+	p   *pipe
+	inP int32 // pending bytes in p
+}
+
+// pending reports whether bytes wait in the direction's buffer or pipe.
+func (d *dir) pending() bool { return d.io != nil && (d.io.n > 0 || d.io.inP > 0) }
 
 // bulkAfter is how many bytes a direction copies through a buffer before
 // it switches to splice(2): short exchanges save the pipe's extra calls,
@@ -135,42 +141,25 @@ const bulkAfter = 64 << 10
 // bulk flow cannot starve the loop's other connections.
 const turnBudget = 256 << 10
 
-// Accept takes an accepted client socket (non-blocking) into the loop.
-func (l *Loop) Accept(fd int, o Owner, opt Options) (*Conn, error) {
-	c := &Conn{loop: l, owner: o, fd: [2]int{fd, -1}, opt: opt}
-	if err := l.Register(fd, c); err != nil {
-		return nil, err
-	}
-	l.link(c)
-	return c, nil
+// noOptions is the options of a connection whose owner set none.
+var noOptions Options
+
+// Attach takes an accepted client socket (non-blocking) into the loop as
+// c, which must be zero or ended (c is usually embedded in the owner).
+func (l *Loop) Attach(c *Conn, fd int, o Owner) error {
+	*c = Conn{loop: l, owner: o, opt: &noOptions, fd: [2]int32{int32(fd), -1}}
+	return l.register(fd, c)
 }
 
-func (l *Loop) link(c *Conn) {
-	c.next = l.conns
-	if l.conns != nil {
-		l.conns.prev = c
-	}
-	l.conns = c
-}
-
-func (l *Loop) unlink(c *Conn) {
-	if c.prev != nil {
-		c.prev.next = c.next
-	} else if l.conns == c {
-		l.conns = c.next
-	}
-	if c.next != nil {
-		c.next.prev = c.prev
-	}
-	c.prev, c.next = nil, nil
-}
-
-// Each calls f for every connection of the loop (f may end them).
+// Each calls f for every connection of the loop (f may end them). It walks
+// the descriptor table: for the rare events that need it (a node turned
+// red, shutdown), not for every connection.
 func (l *Loop) Each(f func(c *Conn)) {
-	for c := l.conns; c != nil; {
-		next := c.next
-		f(c)
-		c = next
+	for fd := range l.table {
+		// A connection is visited through its client socket only.
+		if c := l.table[fd].c; c != nil && int(c.fd[client]) == fd {
+			f(c)
+		}
 	}
 }
 
@@ -184,10 +173,11 @@ func (c *Conn) Owner() Owner { return c.owner }
 func (c *Conn) Loop() *Loop { return c.loop }
 
 // ClientFD is the client socket (for getsockname and the like).
-func (c *Conn) ClientFD() int { return c.fd[client] }
+func (c *Conn) ClientFD() int { return int(c.fd[client]) }
 
-// SetOptions replaces the timeouts (before Dial).
-func (c *Conn) SetOptions(opt Options) { c.opt = opt }
+// SetOptions sets the timeouts (before Dial); opt is shared, not copied,
+// and must not change while in use.
+func (c *Conn) SetOptions(opt *Options) { c.opt = opt }
 
 // Dial starts connecting to addr; the outcome arrives as Connected or
 // DialFailed. A call that fails at once (no descriptor, no local port,
@@ -208,11 +198,11 @@ func (c *Conn) Dial(addr netip.AddrPort, timeout int64) error {
 		rawClose(fd)
 		return e
 	}
-	if err := c.loop.Register(fd, c); err != nil {
+	if err := c.loop.register(fd, c); err != nil {
 		rawClose(fd)
 		return err
 	}
-	c.fd[node] = fd
+	c.fd[node] = int32(fd)
 	c.flags[node] = 0
 	c.state = stDialing
 	c.loop.Arm(&c.timer, c, c.loop.now+timeout)
@@ -223,7 +213,7 @@ func (c *Conn) Dial(addr netip.AddrPort, timeout int64) error {
 // Connected. A fresh socket's buffer takes any header whole; anything
 // less is an error.
 func (c *Conn) WriteNode(b []byte) error {
-	n, e := rawWrite(c.fd[node], b)
+	n, e := rawWrite(int(c.fd[node]), b)
 	if e != 0 {
 		return e
 	}
@@ -247,15 +237,16 @@ func (c *Conn) AwaitPreface(timeout int64) {
 func (c *Conn) readPreface() {
 	d := &c.up
 	for c.state == stPreface {
-		if d.buf == nil {
-			d.buf = c.loop.getBuf()
-			d.off, d.n = 0, 0
+		io := c.loop.ioOf(d)
+		if io.buf == nil {
+			io.buf = c.loop.getBuf()
+			io.off, io.n = 0, 0
 		}
-		if int(d.n) == len(d.buf) {
+		if int(io.n) == len(io.buf) {
 			c.resetClient(ErrPrefaceLong)
 			return
 		}
-		r, e := rawRead(c.fd[client], d.buf[d.n:])
+		r, e := rawRead(int(c.fd[client]), io.buf[io.n:])
 		switch {
 		case e == unix.EAGAIN:
 			c.flags[client] &^= fRead
@@ -267,8 +258,8 @@ func (c *Conn) readPreface() {
 			c.resetClient(ErrPrefaceEOF)
 			return
 		}
-		d.n += int32(r)
-		used, err := c.owner.Preface(c, d.buf[:d.n])
+		io.n += int32(r)
+		used, err := c.owner.Preface(c, io.buf[:io.n])
 		if err != nil {
 			if c.state == stPreface {
 				c.resetClient(err)
@@ -279,11 +270,9 @@ func (c *Conn) readPreface() {
 			if c.state == stDone {
 				return // the owner ended it (no node)
 			}
-			d.off = int32(used)
-			d.n -= int32(used)
-			if d.n == 0 {
-				c.releaseDir(d)
-			}
+			io.off = int32(used)
+			io.n -= int32(used)
+			c.releaseDir(d)
 			return
 		}
 	}
@@ -292,7 +281,7 @@ func (c *Conn) readPreface() {
 // resetClient ends the connection with a reset to the client.
 func (c *Conn) resetClient(err error) {
 	if fd := c.fd[client]; fd >= 0 {
-		setLinger0(fd)
+		setLinger0(int(fd))
 	}
 	c.end(err)
 }
@@ -305,12 +294,17 @@ func (c *Conn) PrefaceTaken() {
 }
 
 // Pending is the client bytes read and not yet written to a node.
-func (c *Conn) Pending() int { return int(c.up.n) }
+func (c *Conn) Pending() int {
+	if c.up.io == nil {
+		return 0
+	}
+	return int(c.up.io.n)
+}
 
 // Event handles the epoll events of either socket.
 func (c *Conn) Event(fd int, ev uint32) {
 	s := client
-	if fd == c.fd[node] {
+	if int32(fd) == c.fd[node] {
 		s = node
 	}
 	if ev&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0 {
@@ -337,7 +331,7 @@ func (c *Conn) Event(fd int, ev uint32) {
 }
 
 func (c *Conn) connectDone() {
-	if e := rawSoError(c.fd[node]); e != 0 {
+	if e := rawSoError(int(c.fd[node])); e != 0 {
 		c.dialFailed(e)
 		return
 	}
@@ -355,7 +349,7 @@ func (c *Conn) connectDone() {
 
 func (c *Conn) dialFailed(err error) {
 	c.loop.Disarm(&c.timer)
-	c.loop.Close(c.fd[node])
+	c.loop.Close(int(c.fd[node]))
 	c.fd[node] = -1
 	c.state = stWaiting
 	c.owner.DialFailed(c, err)
@@ -455,7 +449,7 @@ func (c *Conn) fail(err error, at int) {
 	}
 	if err != errEarlyEOF {
 		if fd := c.fd[1-at]; fd >= 0 {
-			setLinger0(fd)
+			setLinger0(int(fd))
 		}
 	}
 	c.end(err)
@@ -471,7 +465,7 @@ func (c *Conn) earlyClose(from int) bool {
 		return false
 	}
 	c.loop.Disarm(&c.timer)
-	c.loop.Close(c.fd[node])
+	c.loop.Close(int(c.fd[node]))
 	c.fd[node] = -1
 	c.dropDir(&c.down)
 	c.down = dir{}
@@ -489,7 +483,7 @@ func (c *Conn) earlyClose(from int) bool {
 func (c *Conn) move(d *dir, src, dst int, budget *int) (progress bool, at int, err error) {
 	for *budget > 0 {
 		// Flush pending bytes first.
-		if d.n > 0 || d.inP > 0 {
+		if d.pending() {
 			if c.flags[dst]&fWrite == 0 {
 				return progress, 0, nil
 			}
@@ -513,7 +507,7 @@ func (c *Conn) move(d *dir, src, dst int, budget *int) (progress bool, at int, e
 					c.owner.Moved(0, w)
 				}
 			}
-			if d.n > 0 || d.inP > 0 {
+			if d.pending() {
 				continue // partial write: try again (EAGAIN clears fWrite)
 			}
 			c.releaseDir(d)
@@ -522,7 +516,7 @@ func (c *Conn) move(d *dir, src, dst int, budget *int) (progress bool, at int, e
 			if !d.shut {
 				d.shut = true
 				progress = true
-				if e := rawShutdown(c.fd[dst], unix.SHUT_WR); e != 0 && e != unix.ENOTCONN {
+				if e := rawShutdown(int(c.fd[dst]), unix.SHUT_WR); e != 0 && e != unix.ENOTCONN {
 					return progress, dst, e
 				}
 			}
@@ -557,18 +551,20 @@ func (c *Conn) earlyCandidate() bool {
 	return !c.moved && c.opt.Early > 0 && c.loop.now-c.connectedAt <= c.opt.Early
 }
 
-// read fills d from src: into a buffer, or a pipe once the direction is bulk.
+// read fills d from src: into a buffer, or a pipe once the direction is
+// bulk. d has nothing pending.
 func (c *Conn) read(d *dir, src int) (int, syscall.Errno) {
-	fd := c.fd[src]
-	if d.bulk && d.p == nil {
-		d.p = c.loop.getPipe()
+	fd := int(c.fd[src])
+	io := c.loop.ioOf(d)
+	if d.bulk && io.p == nil {
+		io.p = c.loop.getPipe()
 	}
-	if d.p != nil {
-		n, e := rawSplice(fd, d.p.w, pipeSize)
+	if io.p != nil {
+		n, e := rawSplice(fd, io.p.w, pipeSize)
 		if e == unix.EINVAL {
 			// Not spliceable: buffers from now on.
-			c.loop.putPipe(d.p, 0)
-			d.p, d.bulk = nil, false
+			c.loop.putPipe(io.p, 0)
+			io.p, d.bulk = nil, false
 			return c.read(d, src)
 		}
 		if e != 0 {
@@ -576,19 +572,19 @@ func (c *Conn) read(d *dir, src int) (int, syscall.Errno) {
 		}
 		// No short-read shortcut here: splice stops when the pipe's slots
 		// are used up, with data still queued on the socket.
-		d.inP += int32(n)
+		io.inP += int32(n)
 		return n, 0
 	}
-	if d.buf == nil {
-		d.buf = c.loop.getBuf()
-		d.off = 0
+	if io.buf == nil {
+		io.buf = c.loop.getBuf()
+		io.off = 0
 	}
-	n, e := rawRead(fd, d.buf[d.off+d.n:])
+	n, e := rawRead(fd, io.buf[io.off+io.n:])
 	if e != 0 {
 		return 0, e
 	}
-	d.n += int32(n)
-	if n > 0 && int(d.off+d.n) < len(d.buf) && c.flags[src]&fRDHup == 0 {
+	io.n += int32(n)
+	if n > 0 && int(io.off+io.n) < len(io.buf) && c.flags[src]&fRDHup == 0 {
 		// A short read drained the socket: no need for the call that
 		// would return EAGAIN. (With the peer's FIN seen, read on to EOF.)
 		c.flags[src] &^= fRead
@@ -597,23 +593,24 @@ func (c *Conn) read(d *dir, src int) (int, syscall.Errno) {
 }
 
 func (c *Conn) write(d *dir, dst int) (int, syscall.Errno) {
-	fd := c.fd[dst]
-	if d.inP > 0 {
-		n, e := rawSplice(d.p.r, fd, int(d.inP))
+	fd := int(c.fd[dst])
+	io := d.io
+	if io.inP > 0 {
+		n, e := rawSplice(io.p.r, fd, int(io.inP))
 		if e != 0 {
 			return 0, e
 		}
-		d.inP -= int32(n)
+		io.inP -= int32(n)
 		return n, 0
 	}
-	n, e := rawWrite(fd, d.buf[d.off:d.off+d.n])
+	n, e := rawWrite(fd, io.buf[io.off:io.off+io.n])
 	if e != 0 {
 		return 0, e
 	}
-	d.off += int32(n)
-	d.n -= int32(n)
-	if d.n == 0 {
-		d.off = 0
+	io.off += int32(n)
+	io.n -= int32(n)
+	if io.n == 0 {
+		io.off = 0
 	}
 	if d.bytes+int64(n) > bulkAfter {
 		d.bulk = true
@@ -621,16 +618,24 @@ func (c *Conn) write(d *dir, dst int) (int, syscall.Errno) {
 	return n, 0
 }
 
-// releaseDir gives back an empty direction's buffer and pipe.
+// releaseDir gives back an empty direction's buffer, pipe and dirIO.
 func (c *Conn) releaseDir(d *dir) {
-	if d.buf != nil && d.n == 0 {
-		c.loop.putBuf(d.buf)
-		d.buf = nil
-		d.off = 0
+	io := d.io
+	if io == nil {
+		return
 	}
-	if d.p != nil && d.inP == 0 {
-		c.loop.putPipe(d.p, 0)
-		d.p = nil
+	if io.buf != nil && io.n == 0 {
+		c.loop.putBuf(io.buf)
+		io.buf = nil
+		io.off = 0
+	}
+	if io.p != nil && io.inP == 0 {
+		c.loop.putPipe(io.p, 0)
+		io.p = nil
+	}
+	if io.buf == nil && io.p == nil {
+		c.loop.putIO(io)
+		d.io = nil
 	}
 }
 
@@ -652,25 +657,27 @@ func (c *Conn) end(err error) {
 	c.loop.Disarm(&c.timer)
 	for s := range c.fd {
 		if c.fd[s] >= 0 {
-			c.loop.Close(c.fd[s])
+			c.loop.Close(int(c.fd[s]))
 			c.fd[s] = -1
 		}
 	}
 	c.dropDir(&c.up)
 	c.dropDir(&c.down)
-	c.loop.unlink(c)
 	c.owner.Ended(c, Result{Up: c.up.bytes, Down: c.down.bytes, Err: err})
 }
 
 // dropDir gives back a direction's buffer and pipe, pending bytes or not.
 func (c *Conn) dropDir(d *dir) {
-	if d.buf != nil {
-		c.loop.putBuf(d.buf)
-		d.buf = nil
+	io := d.io
+	if io == nil {
+		return
 	}
-	if d.p != nil {
-		c.loop.putPipe(d.p, int(d.inP))
-		d.p = nil
+	if io.buf != nil {
+		c.loop.putBuf(io.buf)
 	}
-	d.n, d.inP = 0, 0
+	if io.p != nil {
+		c.loop.putPipe(io.p, int(io.inP))
+	}
+	c.loop.putIO(io)
+	d.io = nil
 }

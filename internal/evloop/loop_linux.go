@@ -26,9 +26,16 @@ type Runner interface {
 	Run()
 }
 
-// entry is one descriptor of the loop's table. seq tells a current event
+// entry is one connection socket of the loop's table (16 bytes: the table
+// spans every descriptor number, in each loop). seq tells a current event
 // from a stale one for a descriptor number closed and reused meanwhile.
 type entry struct {
+	c   *Conn
+	seq uint32
+}
+
+// other is a descriptor that is not a connection's (a listening socket).
+type other struct {
 	h   Handler
 	seq uint32
 }
@@ -48,8 +55,9 @@ type Loop struct {
 	epRaw syscall.RawConn
 	evfd  int // eventfd: wakes the loop for posted commands
 
-	table []entry // by descriptor
-	seq   uint32
+	table  []entry // connection sockets by descriptor
+	others map[int]other
+	seq    uint32
 	evs   [128]unix.EpollEvent
 	n     int // events collected by the last poll
 
@@ -59,9 +67,9 @@ type Loop struct {
 	armed int64 // the read deadline set on ep (0 = none)
 
 	later []Runner // work carried to the next turn
-	conns *Conn    // every connection of the loop
 	bufs  []*buffer
 	pipes []*pipe
+	ios   []*dirIO
 
 	mu      sync.Mutex
 	cmds    []func()
@@ -89,6 +97,7 @@ func New(id int) (*Loop, error) {
 	}
 	l := &Loop{id: id, epfd: epfd, evfd: evfd, base: time.Now(), quit: make(chan struct{}), done: make(chan struct{})}
 	l.table = make([]entry, tableSize())
+	l.others = make(map[int]other)
 	l.wheel.init(0)
 	if e := epollAdd(epfd, evfd, unix.EPOLLIN|unix.EPOLLET, 0); e != 0 {
 		unix.Close(epfd)
@@ -123,45 +132,53 @@ func (l *Loop) Now() int64 { return l.now }
 // Time converts a loop clock reading to wall time.
 func (l *Loop) Time(ns int64) time.Time { return l.base.Add(time.Duration(ns)) }
 
-// Register adds fd, non-blocking, to the loop's epoll set for read, write
-// and peer-close events, edge-triggered, once for its whole life.
-func (l *Loop) Register(fd int, h Handler) error {
-	return l.register(fd, h, sockEvents)
-}
-
-// RegisterListener adds a listening socket shared with other loops:
-// EPOLLEXCLUSIVE so that a new connection does not wake every loop.
-func (l *Loop) RegisterListener(fd int, h Handler) error {
-	return l.register(fd, h, unix.EPOLLIN|unix.EPOLLEXCLUSIVE)
-}
-
-func (l *Loop) register(fd int, h Handler, events uint32) error {
-	if fd >= len(l.table) {
-		return syscall.EMFILE
-	}
+func (l *Loop) nextSeq() uint32 {
 	l.seq++
 	if l.seq == 0 {
 		l.seq = 1
 	}
-	l.table[fd] = entry{h: h, seq: l.seq}
-	if e := epollAdd(l.epfd, fd, events, l.seq); e != 0 {
+	return l.seq
+}
+
+// register adds a connection socket, non-blocking, to the loop's epoll set
+// for read, write and peer-close events, edge-triggered, once for its
+// whole life.
+func (l *Loop) register(fd int, c *Conn) error {
+	if fd >= len(l.table) {
+		return syscall.EMFILE
+	}
+	seq := l.nextSeq()
+	l.table[fd] = entry{c: c, seq: seq}
+	if e := epollAdd(l.epfd, fd, sockEvents, seq); e != 0 {
 		l.table[fd] = entry{}
 		return e
 	}
 	return nil
 }
 
-// Close unregisters fd and closes it.
+// RegisterListener adds a listening socket shared with other loops:
+// level-triggered and EPOLLEXCLUSIVE, so that a new connection does not
+// wake every loop.
+func (l *Loop) RegisterListener(fd int, h Handler) error {
+	seq := l.nextSeq()
+	if e := epollAdd(l.epfd, fd, unix.EPOLLIN|unix.EPOLLEXCLUSIVE, seq); e != 0 {
+		return e
+	}
+	l.others[fd] = other{h: h, seq: seq}
+	return nil
+}
+
+// Close unregisters a connection socket and closes it.
 func (l *Loop) Close(fd int) {
 	l.table[fd] = entry{}
 	rawClose(fd)
 }
 
-// Unregister removes fd from the loop without closing it (a listening
-// socket other loops still use).
+// Unregister removes a listening socket from the loop without closing it
+// (other loops still use it).
 func (l *Loop) Unregister(fd int) {
-	if fd < len(l.table) && l.table[fd].h != nil {
-		l.table[fd] = entry{}
+	if _, ok := l.others[fd]; ok {
+		delete(l.others, fd)
 		epollDel(l.epfd, fd)
 	}
 }
@@ -244,11 +261,14 @@ func (l *Loop) dispatch() {
 			rawRead(l.evfd, b[:])
 			continue
 		}
-		e := l.table[fd]
-		if e.h == nil || e.seq != uint32(ev.Pad) {
-			continue // closed, or closed and reused, earlier this turn
+		if e := l.table[fd]; e.c != nil && e.seq == uint32(ev.Pad) {
+			e.c.Event(fd, ev.Events)
+			continue
 		}
-		e.h.Event(fd, ev.Events)
+		if o, ok := l.others[fd]; ok && o.seq == uint32(ev.Pad) {
+			o.h.Event(fd, ev.Events)
+		}
+		// Else closed, or closed and reused, earlier this turn.
 	}
 	l.n = 0
 }

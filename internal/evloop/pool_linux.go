@@ -66,3 +66,23 @@ func (l *Loop) closePools() {
 	}
 	l.pipes, l.bufs = nil, nil
 }
+
+// ioOf returns d's dirIO, borrowing one when it has none.
+func (l *Loop) ioOf(d *dir) *dirIO {
+	if d.io == nil {
+		if n := len(l.ios); n > 0 {
+			d.io = l.ios[n-1]
+			l.ios = l.ios[:n-1]
+		} else {
+			d.io = new(dirIO)
+		}
+	}
+	return d.io
+}
+
+func (l *Loop) putIO(io *dirIO) {
+	*io = dirIO{}
+	if len(l.ios) < keepBufs {
+		l.ios = append(l.ios, io)
+	}
+}
