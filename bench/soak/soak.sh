@@ -26,7 +26,7 @@
 #   WARMUP, WINDOW          seconds; default min(300, DURATION/6) and
 #                           min(300, (DURATION-WARMUP)/3): the verdict compares
 #                           the median of [WARMUP, WARMUP+WINDOW) with the last WINDOW
-#   SHORT_N=100 SHORT_C=2 KA_N=6000 KA_C=4 BULK_EVERY=60 BULK_STREAMS=2 BULK_C=2
+#   SHORT_N=250 SHORT_C=4 KA_N=20000 KA_C=4 BULK_EVERY=60 BULK_STREAMS=2 BULK_C=2
 #   BULK_BYTES=33554432 IDLE_SLOTS=8 IDLE_K=250 IDLE_HOLD=110 IDLE_C=25
 #   BASE_PORT=24000         nodes 127.0.15.1-3:BASE+1, balancer 127.0.15.10:BASE+10,
 #                           admin 127.0.15.10:BASE+90 (all must stay below 32768)
@@ -55,8 +55,8 @@ DATA_PATH=${SOAK_DATA_PATH:-loop}
 SAMPLE_EVERY=${SAMPLE_EVERY:-30}
 WARMUP=${WARMUP:-$((DUR / 6 < 300 ? DUR / 6 : 300))}
 WINDOW=${WINDOW:-$(((DUR - WARMUP) / 3 < 300 ? (DUR - WARMUP) / 3 : 300))}
-SHORT_N=${SHORT_N:-100} SHORT_C=${SHORT_C:-2}
-KA_N=${KA_N:-6000} KA_C=${KA_C:-4}
+SHORT_N=${SHORT_N:-250} SHORT_C=${SHORT_C:-4}
+KA_N=${KA_N:-20000} KA_C=${KA_C:-4}
 BULK_EVERY=${BULK_EVERY:-60} BULK_STREAMS=${BULK_STREAMS:-2} BULK_C=${BULK_C:-2} BULK_BYTES=${BULK_BYTES:-33554432}
 IDLE_SLOTS=${IDLE_SLOTS:-8} IDLE_K=${IDLE_K:-250} IDLE_HOLD=${IDLE_HOLD:-110} IDLE_C=${IDLE_C:-25}
 BASE_PORT=${BASE_PORT:-24000}
@@ -125,10 +125,26 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- build -----------------------------------------------------------------
+# BUILD_RETRIES=N: when the tree does not build (someone is mid-edit), retry
+# every 30 s, N times, before giving up.
+build_all() {
+	go build -o "$BIN/protobalance" ./cmd/protobalance &&
+		go build -o "$BIN/benchnode" ./bench/cmd/benchnode &&
+		go build -o "$BIN/loadgen" ./bench/cmd/loadgen
+}
 log "building into $BIN"
-go build -o "$BIN/protobalance" ./cmd/protobalance
-go build -o "$BIN/benchnode" ./bench/cmd/benchnode
-go build -o "$BIN/loadgen" ./bench/cmd/loadgen
+for ((try = 0; ; try++)); do
+	build_all 2>"$OUT/build.log" && break
+	if ((try >= ${BUILD_RETRIES:-0})); then
+		cat "$OUT/build.log" >&2
+		echo "soak.sh: the build failed (see above)" >&2
+		exit 1
+	fi
+	log "build failed ($(head -c 300 "$OUT/build.log" | tr '\n' ' ')): retrying in 30 s"
+	sleep 30
+done
+BUILT=$(date -u '+%H:%M:%S UTC')
+PB_SUM=$(sha256sum "$BIN/protobalance" | cut -c1-16)
 LOADGEN=$BIN/loadgen
 
 for port in $NODE_PORT $LB_PORT $ADMIN_PORT; do
@@ -184,8 +200,9 @@ alive() { # alive NAME PID
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 child_ticks() { awk '{print $16 + $17}' "/proc/$$/stat"; } # reaped children of this script (loadgens, curl, jq)
 status_field() { awk -v k="$2:" '$1 == k {print $2; exit}' "/proc/$1/status" 2>/dev/null || echo 0; }
-fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
-pipe_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -lname "pipe:*" 2>/dev/null | wc -l; } # pooled splice pipes, mostly
+# (find fails when a descriptor closes while it reads the directory: not an error here)
+fd_count() { { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null || true; } | wc -l; }
+pipe_count() { { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -lname "pipe:*" 2>/dev/null || true; } | wc -l; } # pooled splice pipes, mostly
 
 # metrics: prints "goroutines accepted active balancer_errors" (-1 when /metrics does not answer)
 metrics() {
@@ -239,7 +256,7 @@ sample() {
 		 (since | map(select(.kind == "short") | .res.max_us // 0) | max // 0) / 1000,
 		 (since | map(select(.kind == "keepalive") | .res.p99_us // 0) | max // 0) / 1000,
 		 (since | map(select(.kind == "idle")) | if length == 0 then "" else "\(sum(.res.alive))/\(sum(.res.opened))" end)
-		] | map(tostring) | join(",")' "$LOADS")
+		] | map(tostring) | join(",")' "$LOADS") || lg="-1,-1,-1,,,,"
 	local runs errs tout rest
 	IFS=, read -r runs errs tout rest <<<"$lg"
 	echo "$t,$phase,$rss,$fds,$extra,$pipes,$thr,$g,$cpu,$cpupct,$allpct,$acc,$cps,$act,$pberr,$runs,$errs,$((errs - PREV_ERR)),$tout,$rest,$(cut -d' ' -f1 /proc/loadavg)" >>"$CSV"
@@ -429,7 +446,7 @@ report_table() {
 	echo
 	echo "- command: \`$CMD\` (from the module root)"
 	echo "- started $START, ended $END; machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), $(go version | cut -d' ' -f3); load average before $LOAD0, after $LOAD1"
-	echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" --no-optional-locks status --porcelain 2>/dev/null | grep -q . && echo ' (working tree has changes)')"
+	echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" --no-optional-locks status --porcelain 2>/dev/null | grep -q . && echo ' (working tree has changes)'); binary built $BUILT, sha256 $PB_SUM…"
 	echo "- load (bounded loadgen runs, one per kind at a time): short ${SHORT_N} conns x${SHORT_C} every 1 s; keep-alive ${KA_N} requests x${KA_C} every 5 s; bulk ${BULK_STREAMS} streams x${BULK_C} of ${BULK_BYTES} B each way every ${BULK_EVERY} s; idle pool ${IDLE_SLOTS} x ${IDLE_K} connections, each batch held ${IDLE_HOLD} s then checked, closed and reopened (staggered ${STAGGER} s)"
 	echo "- balancer: GOMAXPROCS=2, admin on $ADMIN; samples every ${SAMPLE_EVERY} s; goroutines from \`protobalance_goroutines\` (/metrics), RSS/threads from /proc/PID/status, descriptors from /proc/PID/fd, CPU from /proc/PID/stat"
 	echo

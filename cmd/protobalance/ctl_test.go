@@ -243,7 +243,7 @@ func TestReport(t *testing.T) {
 		"Proto Balance v-test at " + f.admin,
 		"\nuptime 1m3", // started 90s before the fixture, give or take
 		"\nconnections accepted 6 active 0 0.0/s over",
-		"\nrejected 0 no node 0 cap 0 no source port 0 guard 0\n",
+		"\nrejected 0 no node 0 cap 0 no source port 0 bad proxy header 0 guard 0\n",
 		"\nconnect failures 0 nodes marked down 0\n",
 		"\nfall-overs 0\n",
 		"\nLISTENER BIND CLUSTER ACCEPTED ACTIVE CONN/S NO NODE REFUSED\nfront 127.0.5.41:0 web 6 0 0.0 0 0\n",

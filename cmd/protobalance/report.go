@@ -77,7 +77,7 @@ func writeReport(w io.Writer, base string, prev, cur *snapshot) {
 	pl := indexListeners(prev.listeners)
 	pn := indexNodes(prev.clusters)
 
-	var acc, accPrev, noNode, refused, noSource, guarded uint64
+	var acc, accPrev, noNode, refused, noSource, badProxy, guarded uint64
 	var active int64
 	for _, l := range cur.listeners {
 		acc += l.Accepted
@@ -86,6 +86,7 @@ func writeReport(w io.Writer, base string, prev, cur *snapshot) {
 		noNode += l.NoNode
 		refused += l.Refused
 		noSource += l.NoSourcePort
+		badProxy += l.BadProxyHeader
 		guarded += l.Guard.Total()
 	}
 	var bytes, bytesPrev, failures, total, fallIns, markedDown uint64
@@ -108,8 +109,8 @@ func writeReport(w io.Writer, base string, prev, cur *snapshot) {
 	fmt.Fprintf(w, "%-22s %12d   active %d   %.1f/s over %s\n", "connections accepted", acc, active,
 		perSec(accPrev, acc), time.Duration(secs*float64(time.Second)).Round(time.Millisecond))
 	fmt.Fprintf(w, "%-22s %12d   %.1f KB/s\n", "bytes relayed", bytes, perSec(bytesPrev, bytes)/1000)
-	fmt.Fprintf(w, "%-22s %12d   no node %d   cap %d   no source port %d   guard %d\n", "rejected",
-		noNode+refused+noSource+guarded, noNode, refused, noSource, guarded)
+	fmt.Fprintf(w, "%-22s %12d   no node %d   cap %d   no source port %d   bad proxy header %d   guard %d\n", "rejected",
+		noNode+refused+noSource+badProxy+guarded, noNode, refused, noSource, badProxy, guarded)
 	fmt.Fprintf(w, "%-22s %12d   nodes marked down %d\n", "connect failures", failures, markedDown)
 	fmt.Fprintf(w, "%-22s %12d\n", "fall-overs", fallIns)
 	fmt.Fprintf(w, "%-22s %12d   rss %.1f MiB   fds %d\n", "goroutines", st.Goroutines, float64(st.RSSBytes)/(1<<20), st.OpenFDs)

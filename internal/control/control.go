@@ -129,7 +129,7 @@ func (c *Controller) Listeners() []admin.Listener {
 		d := admin.Listener{Name: l.Name(), Bind: l.Bind().String(), Cluster: l.Cluster().Name,
 			Accepted: l.Stats.Accepted.Load(), Active: l.Stats.Active.Load(),
 			NoNode: l.Stats.NoNode.Load(), Refused: l.Stats.Refused.Load(),
-			NoSourcePort: l.Stats.NoSourcePort.Load(), Addrs: []string{}}
+			NoSourcePort: l.Stats.NoSourcePort.Load(), BadProxyHeader: l.Stats.BadProxyHeader.Load(), Addrs: []string{}}
 		g := l.Guard().Counters()
 		d.Guard = admin.GuardCounts{Deny: g.Deny, Rate: g.Rate, Ban: g.Ban, Concurrency: g.Concurrency}
 		for _, a := range l.Addrs() {

@@ -103,8 +103,8 @@ type Conn struct {
 	opt         *Options // shared by the connections of a cluster version
 	timer       Timer
 	connectedAt int64
-	active      int64 // loop clock of the last byte moved
-	up, down    dir   // up: client → node
+	active      int64    // loop clock of the last byte moved
+	up, down    dir      // up: client → node
 	fd          [2]int32 // client, node; -1 when closed
 	flags       [2]uint8
 	state       uint8

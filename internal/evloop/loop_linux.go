@@ -58,8 +58,8 @@ type Loop struct {
 	table  []entry // connection sockets by descriptor
 	others map[int]other
 	seq    uint32
-	evs   [128]unix.EpollEvent
-	n     int // events collected by the last poll
+	evs    [128]unix.EpollEvent
+	n      int // events collected by the last poll
 
 	base  time.Time
 	now   int64 // monotonic ns since base, read once per turn

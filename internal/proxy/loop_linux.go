@@ -336,4 +336,3 @@ func (a *acceptor) acceptSome() {
 		a.accepted(fd, peer)
 	}
 }
-
