@@ -30,6 +30,7 @@
 #   BULK_BYTES=33554432 IDLE_SLOTS=8 IDLE_K=250 IDLE_HOLD=110 IDLE_C=25
 #   BASE_PORT=24000         nodes 127.0.15.1-3:BASE+1, balancer 127.0.15.10:BASE+10,
 #                           admin 127.0.15.10:BASE+90 (all must stay below 32768)
+#   DRAIN_WAIT=15           seconds between the last loadgen run's end and the after-load sample
 #   BIN=/tmp/pbsoak         where the binaries are built
 #   OUT=DIR                 samples.csv, loads.jsonl, report.md, logs (default: new BIN/run.* dir)
 #   SOAK_SAVE=1             also write bench/soak/results-DATE[-PATH].md (default: 1 when
@@ -60,6 +61,7 @@ KA_N=${KA_N:-20000} KA_C=${KA_C:-4}
 BULK_EVERY=${BULK_EVERY:-60} BULK_STREAMS=${BULK_STREAMS:-2} BULK_C=${BULK_C:-2} BULK_BYTES=${BULK_BYTES:-33554432}
 IDLE_SLOTS=${IDLE_SLOTS:-8} IDLE_K=${IDLE_K:-250} IDLE_HOLD=${IDLE_HOLD:-110} IDLE_C=${IDLE_C:-25}
 BASE_PORT=${BASE_PORT:-24000}
+DRAIN_WAIT=${DRAIN_WAIT:-15}
 BIN=${BIN:-/tmp/pbsoak}
 if ((DUR >= 600)); then SOAK_SAVE=${SOAK_SAVE:-1}; else SOAK_SAVE=${SOAK_SAVE:-0}; fi
 
@@ -355,7 +357,7 @@ if ((${#JOB_KIND[@]} > 0)); then
 	for pid in "${!JOB_KIND[@]}"; do stop_pid "$pid"; done
 	reap
 fi
-sleep 5 # let the last closes finish
+sleep "$DRAIN_WAIT" # let the last closes finish, and idle goroutine-path workers (10 s) exit
 if [[ -z ${DIED:-} ]] && alive protobalance "$PB_PID"; then sample drain; fi
 END=$(date -u '+%Y-%m-%d %H:%M UTC')
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -363,7 +365,7 @@ LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 # --- report ------------------------------------------------------------------
 # table + verdict from the CSV (awk: medians, least-squares slopes)
 report_table() {
-	awk -F, -v warm="$WARMUP" -v win="$WINDOW" -v dur="$DUR" -v pipecap="$PIPE_CAP" '
+	awk -F, -v warm="$WARMUP" -v win="$WINDOW" -v dur="$DUR" -v pipecap="$PIPE_CAP" -v drainwait="$DRAIN_WAIT" '
 	function median(a, n,   i, j, t) {
 		if (n == 0) return 0
 		for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
@@ -423,7 +425,7 @@ report_table() {
 		printf "| threads | %d | %d | %+d | |\n", mfT, mlT, mlT - mfT
 		print ""
 		if (have_drain)
-			printf "Before load vs after load (every loadgen finished, +5 s): RSS %.1f → %.1f MiB; descriptors %d → %d (non-pipe %d → %d, pipe %d after); threads %d → %d; goroutines %d → %d; live connections after: %d.\n\n", s_rss, d_rss, s_fds, d_fds, s_np, d_np, d_pp, s_thr, d_thr, s_g, d_g, d_act
+			printf "Before load vs after load (every loadgen finished, +%d s): RSS %.1f → %.1f MiB; descriptors %d → %d (non-pipe %d → %d, pipe %d after); threads %d → %d; goroutines %d → %d; live connections after: %d.\n\n", drainwait, s_rss, d_rss, s_fds, d_fds, s_np, d_np, d_pp, s_thr, d_thr, s_g, d_g, d_act
 		else
 			print "No after-load sample: the balancer or the nodes died (see the log).\n"
 		printf "Over the load: loadgen errors %d in all (worst interval %d), runs cut short by -max %d, balancer-side errors (connect failures, no node, refused, no source port) %d; idle connections alive after their hold %d of %d; threads at most %d, pipe descriptors at most %d; worst short p99 %.2f ms (at %ds), worst short max %.2f ms (at %ds), worst keep-alive p99 %.2f ms (at %ds); mean balancer CPU %.1f%% of one core, whole soak %.1f%%, %.1f conn/s.\n\n", \

@@ -327,6 +327,18 @@ func (c *Conn) Event(fd int, ev uint32) {
 		}
 	case stRelaying:
 		c.pump()
+		if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 && c.state == stRelaying {
+			c.watch(s)
+		}
+	}
+}
+
+// watch looks for a reset on side s that pump cannot see because it no
+// longer reads from s (its EOF came earlier) nor writes to it: a reset
+// arriving after a FIN is passed on to the other side all the same.
+func (c *Conn) watch(s int) {
+	if e := rawSoError(int(c.fd[s])); e != 0 {
+		c.fail(e, s)
 	}
 }
 
@@ -514,8 +526,13 @@ func (c *Conn) move(d *dir, src, dst int, budget *int) (progress bool, at int, e
 		}
 		if d.eof {
 			if !d.shut {
+				// Passing a FIN on commits the relay like a byte: a
+				// node that closes after the client finished is
+				// answering, not failing (no early close from now on).
 				d.shut = true
 				progress = true
+				c.moved = true
+				c.owner.Moved(0, 0)
 				if e := rawShutdown(int(c.fd[dst]), unix.SHUT_WR); e != 0 && e != unix.ENOTCONN {
 					return progress, dst, e
 				}
