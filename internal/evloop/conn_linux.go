@@ -323,7 +323,7 @@ func (c *Conn) Event(fd int, ev uint32) {
 		}
 	case stDialing:
 		if s == node && ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-			c.connectDone()
+			c.connectDone(ev)
 		}
 	case stRelaying:
 		c.pump()
@@ -342,8 +342,14 @@ func (c *Conn) watch(s int) {
 	}
 }
 
-func (c *Conn) connectDone() {
-	if e := rawSoError(int(c.fd[node])); e != 0 {
+func (c *Conn) connectDone(ev uint32) {
+	// Writable without an error or hang-up is a connect that succeeded:
+	// SO_ERROR is read only when there is something to read.
+	if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		e := rawSoError(int(c.fd[node]))
+		if e == 0 {
+			e = unix.ECONNREFUSED
+		}
 		c.dialFailed(e)
 		return
 	}
@@ -533,6 +539,13 @@ func (c *Conn) move(d *dir, src, dst int, budget *int) (progress bool, at int, e
 				progress = true
 				c.moved = true
 				c.owner.Moved(0, 0)
+				// When the other direction is over too, the close that
+				// follows sends the FIN: no shutdown call (dst's own
+				// EOF came, so it holds no unread byte to turn the close
+				// into a reset).
+				if o := c.other(d); o.eof && o.shut {
+					return progress, 0, nil
+				}
 				if e := rawShutdown(int(c.fd[dst]), unix.SHUT_WR); e != 0 && e != unix.ENOTCONN {
 					return progress, dst, e
 				}
@@ -561,6 +574,14 @@ func (c *Conn) move(d *dir, src, dst int, budget *int) (progress bool, at int, e
 		}
 	}
 	return progress, 0, nil
+}
+
+// other is the direction opposite d.
+func (c *Conn) other(d *dir) *dir {
+	if d == &c.up {
+		return &c.down
+	}
+	return &c.up
 }
 
 // earlyCandidate reports whether a node EOF now is an early close.
@@ -601,10 +622,15 @@ func (c *Conn) read(d *dir, src int) (int, syscall.Errno) {
 		return 0, e
 	}
 	io.n += int32(n)
-	if n > 0 && int(io.off+io.n) < len(io.buf) && c.flags[src]&fRDHup == 0 {
+	if n > 0 && int(io.off+io.n) < len(io.buf) {
 		// A short read drained the socket: no need for the call that
-		// would return EAGAIN. (With the peer's FIN seen, read on to EOF.)
+		// would return EAGAIN. With the peer's FIN already seen
+		// (EPOLLRDHUP), it also proves the next read would be EOF:
+		// the FIN came after every byte it follows.
 		c.flags[src] &^= fRead
+		if c.flags[src]&fRDHup != 0 {
+			d.eof = true
+		}
 	}
 	return n, 0
 }
