@@ -83,17 +83,26 @@ func namedNodes(t *testing.T, names ...string) []string {
 // 9,900 concurrent proxied connections, each passing data after all are
 // open, with clients, balancer and node in three processes (each process
 // has its own 20,000-descriptor limit; the balancer needs two per
-// connection).
+// connection), on each data path.
 func TestManyConcurrentConnections(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping 9,900 connections")
 	}
-	const n = 9900
 	var rl syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); rl.Cur < n+200 {
-		t.Fatalf("descriptor limit %d is too low for %d connections (want ulimit -n 20000)", rl.Cur, n)
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); rl.Cur < 9900+200 {
+		t.Fatalf("descriptor limit %d is too low for 9,900 connections (want ulimit -n 20000)", rl.Cur)
 	}
-	_, addr := runBalancer(t, forwardConfig(echoNodeProcess(t)))
+	node := echoNodeProcess(t)
+	for _, dp := range []string{"loop", "goroutine"} {
+		t.Run(dp, func(t *testing.T) {
+			head := fmt.Sprintf("[global]\ndata_path = %q\n", dp)
+			_, addr := runBalancer(t, e2eConfig(head, "", "n1", node))
+			manyConnections(t, addr, 9900)
+		})
+	}
+}
+
+func manyConnections(t *testing.T, addr string, n int) {
 	conns := make([]net.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {

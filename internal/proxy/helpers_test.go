@@ -18,8 +18,8 @@ import (
 	"github.com/protobalance/protobalance/internal/relay"
 )
 
-// This package's tests bind 127.0.4.x only, so packages tested in parallel
-// never collide on ports.
+// This package's tests bind 127.0.4.x and 127.0.12-14.x (PROXY protocol,
+// differential fuzz), so packages tested in parallel never collide on ports.
 const (
 	balancerIP = "127.0.4.1"
 	nodeIP     = "127.0.4.2"
