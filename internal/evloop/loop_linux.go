@@ -67,9 +67,9 @@ type Loop struct {
 	armed int64 // the read deadline set on ep (0 = none)
 
 	later []Runner // work carried to the next turn
-	bufs  []*buffer
+	bufs  FreeList[buffer]
 	pipes []*pipe
-	ios   []*dirIO
+	ios   FreeList[dirIO]
 
 	mu      sync.Mutex
 	cmds    []func()
@@ -98,6 +98,7 @@ func New(id int) (*Loop, error) {
 	l := &Loop{id: id, epfd: epfd, evfd: evfd, base: time.Now(), quit: make(chan struct{}), done: make(chan struct{})}
 	l.table = make([]entry, tableSize())
 	l.others = make(map[int]other)
+	l.bufs.Max, l.ios.Max = keepBufs, keepBufs
 	l.wheel.init(0)
 	if e := epollAdd(epfd, evfd, unix.EPOLLIN|unix.EPOLLET, 0); e != 0 {
 		unix.Close(epfd)

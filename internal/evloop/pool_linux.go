@@ -18,20 +18,9 @@ type buffer [bufSize]byte
 
 type pipe struct{ r, w int }
 
-func (l *Loop) getBuf() *buffer {
-	if n := len(l.bufs); n > 0 {
-		b := l.bufs[n-1]
-		l.bufs = l.bufs[:n-1]
-		return b
-	}
-	return new(buffer)
-}
+func (l *Loop) getBuf() *buffer { return l.bufs.Get() }
 
-func (l *Loop) putBuf(b *buffer) {
-	if len(l.bufs) < keepBufs {
-		l.bufs = append(l.bufs, b)
-	}
-}
+func (l *Loop) putBuf(b *buffer) { l.bufs.Put(b) }
 
 // getPipe borrows an empty pipe, or returns nil when none can be made
 // (descriptor limit): the direction then copies through buffers.
@@ -64,25 +53,20 @@ func (l *Loop) closePools() {
 		rawClose(p.r)
 		rawClose(p.w)
 	}
-	l.pipes, l.bufs = nil, nil
+	l.pipes = nil
+	l.bufs.Clear()
+	l.ios.Clear()
 }
 
 // ioOf returns d's dirIO, borrowing one when it has none.
 func (l *Loop) ioOf(d *dir) *dirIO {
 	if d.io == nil {
-		if n := len(l.ios); n > 0 {
-			d.io = l.ios[n-1]
-			l.ios = l.ios[:n-1]
-		} else {
-			d.io = new(dirIO)
-		}
+		d.io = l.ios.Get()
 	}
 	return d.io
 }
 
 func (l *Loop) putIO(io *dirIO) {
 	*io = dirIO{}
-	if len(l.ios) < keepBufs {
-		l.ios = append(l.ios, io)
-	}
+	l.ios.Put(io)
 }

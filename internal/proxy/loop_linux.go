@@ -42,9 +42,9 @@ type loopState struct {
 	// cap is full; a release puts them back.
 	starved []*acceptor
 	// Free lists (see loopSession) and the timeouts of each cluster version.
-	freeSessions []*loopSession
-	freeDials    []*dialState
-	opts         map[*cluster.Cluster]*evloop.Options
+	sessions evloop.FreeList[loopSession]
+	dials    evloop.FreeList[dialState]
+	opts     map[*cluster.Cluster]*evloop.Options
 }
 
 func newLoops(s *Server, n int) (*loops, error) {
@@ -61,7 +61,8 @@ func newLoops(s *Server, n int) (*loops, error) {
 			return nil, fmt.Errorf("event loop: %w", err)
 		}
 		ls.all = append(ls.all, &loopState{ls: ls, loop: l, trackers: map[*cluster.Node]*nodeTracker{},
-			opts: map[*cluster.Cluster]*evloop.Options{}})
+			opts: map[*cluster.Cluster]*evloop.Options{}, sessions: evloop.FreeList[loopSession]{Max: keepFree},
+			dials: evloop.FreeList[dialState]{Max: keepFree}})
 	}
 	for _, st := range ls.all {
 		st.loop.Start()

@@ -63,30 +63,10 @@ type dialState struct {
 // keepFree bounds each loop's free lists of sessions and dial states.
 const keepFree = 1024
 
-func (st *loopState) newSession() *loopSession {
-	if n := len(st.freeSessions); n > 0 {
-		ss := st.freeSessions[n-1]
-		st.freeSessions = st.freeSessions[:n-1]
-		return ss
-	}
-	return new(loopSession)
-}
-
 func (st *loopState) freeSession(ss *loopSession) {
 	gen := ss.gen + 1
 	*ss = loopSession{gen: gen}
-	if len(st.freeSessions) < keepFree {
-		st.freeSessions = append(st.freeSessions, ss)
-	}
-}
-
-func (st *loopState) newDial() *dialState {
-	if n := len(st.freeDials); n > 0 {
-		d := st.freeDials[n-1]
-		st.freeDials = st.freeDials[:n-1]
-		return d
-	}
-	return new(dialState)
+	st.sessions.Put(ss)
 }
 
 func (st *loopState) freeDial(d *dialState) {
@@ -96,9 +76,7 @@ func (st *loopState) freeDial(d *dialState) {
 	failed := d.failed[:0]
 	clear(d.failed)
 	*d = dialState{failed: failed}
-	if len(st.freeDials) < keepFree {
-		st.freeDials = append(st.freeDials, d)
-	}
+	st.dials.Put(d)
 }
 
 // options are the loop timeouts of cluster version c, shared by its
@@ -139,9 +117,9 @@ func (a *acceptor) accepted(fd int, peer netip.AddrPort) {
 	}
 	l.Stats.Active.Add(1)
 	s.wg.Add(1)
-	ss := a.st.newSession()
+	ss := a.st.sessions.Get()
 	ss.st, ss.l, ss.client, ss.start = a.st, l, netip.AddrPortFrom(client, peer.Port()), loop.Now()
-	ss.d = a.st.newDial()
+	ss.d = a.st.dials.Get()
 	ss.d.local = a.sock.addr
 	if !set.cfg.AcceptProxy {
 		ss.guard = set.guard
