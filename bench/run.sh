@@ -11,6 +11,7 @@
 #   OUT=DIR           where results.jsonl, table.md and logs go (default: a new /tmp/pbbench.* dir)
 #   BASE_PORT=23000   nodes listen on BASE_PORT+1, balancers on BASE_PORT+10 (must be < 32768)
 #   SKIP_PB=1         leave out Proto Balance;  SKIP_HAPROXY=1  leave out HAProxy
+#   DATA_PATH=auto    Proto Balance's [global] data_path: auto (event loops on Linux) | loop | goroutine
 #   HAPROXY_SPLICE=forced  HAProxy splices both ways (option splice-request + splice-response);
 #                     =auto  option splice-auto; default: none, HAProxy's stock buffered copy
 #   SHORT_N, SHORT_C, KA_N, KA_C, BULK_STREAMS, BULK_C, BULK_BYTES, IDLE_K, IDLE_HOLD,
@@ -157,6 +158,7 @@ EOF
 cat >"$TMP/protobalance.toml" <<EOF
 [global]
 shutdown_timeout = "1s"
+data_path = "${DATA_PATH:-auto}"
 
 [admin]
 listen = ""
@@ -303,6 +305,7 @@ done
 	echo
 	echo "- machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r); load average before $LOAD0, after $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "- $(go version | cut -d' ' -f3), ${HAPROXY:+$("$HAPROXY" -v | head -1 | cut -d' ' -f1-3)}, HAProxy maxconn $HAP_MAXCONN, splice: ${HAPROXY_SPLICE:-none (stock buffered copy; HAPROXY_SPLICE=forced to splice)}"
+	echo "- Proto Balance data_path: ${DATA_PATH:-auto} (auto = event loops on Linux)"
 	echo "- scenarios: short $SHORT_N conns x$SHORT_C; keep-alive $KA_N requests x$KA_C; bulk $BULK_STREAMS streams x$BULK_C of $BULK_BYTES B each way; idle $IDLE_K conns held $IDLE_HOLD; low-load latency $LAT_N conns x$LAT_C"
 	echo "- targets: ${TARGETS[*]}"
 	echo
