@@ -71,7 +71,9 @@ type Loop struct {
 	pipes []*pipe
 	ios   FreeList[dirIO]
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards cmds, spare, stopped, and writes to evfd
+	stopped bool
+	started atomic.Bool
 	cmds    []func()
 	spare   []func()
 	waiting atomic.Bool // cmds non-empty and the eventfd written
@@ -200,29 +202,45 @@ func (l *Loop) Later(r Runner) { l.later = append(l.later, r) }
 // run in order. Posting to a stopped loop runs nothing.
 func (l *Loop) Post(f func()) {
 	l.mu.Lock()
-	l.cmds = append(l.cmds, f)
-	l.mu.Unlock()
-	if !l.waiting.Swap(true) {
-		var one = [8]byte{1}
-		rawWrite(l.evfd, one[:])
+	defer l.mu.Unlock()
+	if l.stopped {
+		return // (and the eventfd may be closed: never write to it)
 	}
+	l.cmds = append(l.cmds, f)
+	if !l.waiting.Swap(true) {
+		l.wake()
+	}
+}
+
+func (l *Loop) wake() {
+	var one = [8]byte{1}
+	rawWrite(l.evfd, one[:])
 }
 
 // Start runs the loop on a new goroutine until Stop.
 func (l *Loop) Start() {
+	l.started.Store(true)
 	go l.run()
 }
 
-// Stop ends the loop after its current turn and waits for it. Descriptors
-// still registered are left open: stop their owners first.
+// Stop ends the loop after its current turn, waits for it and closes its
+// descriptors. Descriptors still registered are left open: stop their
+// owners first. A second call does nothing.
 func (l *Loop) Stop() {
-	select {
-	case <-l.quit:
-	default:
+	l.mu.Lock()
+	first := !l.stopped
+	if first {
+		l.stopped = true
 		close(l.quit)
-		l.Post(func() {})
+		l.wake()
 	}
-	<-l.done
+	l.mu.Unlock()
+	if !first {
+		return
+	}
+	if l.started.Load() {
+		<-l.done
+	}
 	l.closePools()
 	l.ep.Close()
 	unix.Close(l.evfd)
