@@ -34,7 +34,7 @@
 #   BIN=/tmp/pbsoak         where the binaries are built
 #   OUT=DIR                 samples.csv, loads.jsonl, report.md, logs (default: new BIN/run.* dir)
 #   SOAK_SAVE=1             also write bench/soak/results-DATE[-PATH].md (default: 1 when
-#                           DURATION >= 10m)
+#                           DURATION >= 10m); SAVE_TO=FILE writes there instead
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -146,6 +146,11 @@ for ((try = 0; ; try++)); do
 	sleep 30
 done
 BUILT=$(date -u '+%H:%M:%S UTC')
+# the tree as built (read-only git queries; the tree may change during the run)
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n $(git -C "$ROOT" --no-optional-locks status --porcelain -- . ':!bench/soak' 2>/dev/null || true) ]]; then
+	COMMIT+=" + uncommitted changes"
+fi
 PB_SUM=$(sha256sum "$BIN/protobalance" | cut -c1-16)
 LOADGEN=$BIN/loadgen
 
@@ -222,19 +227,30 @@ metrics() {
 		END {printf "%d %d %d %d\n", g + 0, acc + 0, act + 0, e + 0}' <<<"$m"
 }
 
-echo "t_s,phase,rss_kb,fds,fds_extra,pipe_fds,threads,goroutines,pb_cpu_ticks,pb_cpu_pct,soak_cpu_pct,accepted,conns_per_s,active_conns,pb_errors,lg_runs,lg_errors,lg_errors_interval,lg_timed_out,short_p99_ms,short_max_ms,ka_p99_ms,idle_alive,loadavg1" >"$CSV"
+echo "t_s,phase,rss_kb,rss_anon_kb,rss_file_kb,fds,fds_extra,pipe_fds,threads,goroutines,pb_cpu_ticks,pb_cpu_pct,soak_cpu_pct,accepted,conns_per_s,active_conns,pb_errors,lg_runs,lg_errors,lg_errors_interval,lg_timed_out,short_p99_ms,short_max_ms,ka_p99_ms,idle_alive,loadavg1" >"$CSV"
 PREV_T="" PREV_CPU=0 PREV_ACC=0 PREV_ALL=0 PREV_ERR=0
 
 # sample PHASE: append one row to the CSV (and a line to the log)
 sample() {
-	local phase=$1 now t rss fds pipes thr g acc act pberr cpu all dt cpupct allpct cps lg extra
+	local phase=$1 now t rss anon file fds pipes thr g acc act pberr cpu all dt cpupct allpct cps lg extra
 	now=$EPOCHREALTIME
 	t=$(awk -v a="$now" -v b="$T0" 'BEGIN {printf "%.0f", a - b}')
 	rss=$(status_field "$PB_PID" VmRSS)
 	thr=$(status_field "$PB_PID" Threads)
-	fds=$(fd_count "$PB_PID")
-	pipes=$(pipe_count "$PB_PID")
-	read -r g acc act pberr < <(metrics)
+	# Descriptors and the live-connection gauge are read separately; when an
+	# idle batch closes or opens in between, "fds extra" is off by hundreds.
+	# Read the gauge before and after the descriptors, and retry when it moved.
+	local act0 try
+	for ((try = 0; try < 5; try++)); do
+		read -r g acc act0 pberr < <(metrics)
+		fds=$(fd_count "$PB_PID")
+		pipes=$(pipe_count "$PB_PID")
+		read -r g acc act pberr < <(metrics)
+		((act - act0 <= 10 && act0 - act <= 10)) && break
+		sleep 0.2
+	done
+	anon=$(status_field "$PB_PID" RssAnon)
+	file=$(status_field "$PB_PID" RssFile)
 	cpu=$(cpu_ticks "$PB_PID")
 	all=$((cpu + $(cpu_ticks "$NODE_PID") + $(child_ticks)))
 	extra=$((fds - pipes - 2 * act))
@@ -261,8 +277,8 @@ sample() {
 		] | map(tostring) | join(",")' "$LOADS") || lg="-1,-1,-1,,,,"
 	local runs errs tout rest
 	IFS=, read -r runs errs tout rest <<<"$lg"
-	echo "$t,$phase,$rss,$fds,$extra,$pipes,$thr,$g,$cpu,$cpupct,$allpct,$acc,$cps,$act,$pberr,$runs,$errs,$((errs - PREV_ERR)),$tout,$rest,$(cut -d' ' -f1 /proc/loadavg)" >>"$CSV"
-	log "sample t=${t}s $phase: rss ${rss} kB, fds $fds (pipes $pipes, extra $extra), threads $thr, goroutines $g, cpu ${cpupct}% (soak ${allpct}%), ${cps} conn/s, active $act, errors $errs (+$((errs - PREV_ERR))), pb errors $pberr"
+	echo "$t,$phase,$rss,$anon,$file,$fds,$extra,$pipes,$thr,$g,$cpu,$cpupct,$allpct,$acc,$cps,$act,$pberr,$runs,$errs,$((errs - PREV_ERR)),$tout,$rest,$(cut -d' ' -f1 /proc/loadavg)" >>"$CSV"
+	log "sample t=${t}s $phase: rss ${rss} kB (anon $anon), fds $fds (pipes $pipes, extra $extra), threads $thr, goroutines $g, cpu ${cpupct}% (soak ${allpct}%), ${cps} conn/s, active $act, errors $errs (+$((errs - PREV_ERR))), pb errors $pberr"
 	PREV_T=$now PREV_CPU=$cpu PREV_ACC=$acc PREV_ALL=$all PREV_ERR=$errs PREV_REL=$t
 }
 
@@ -383,8 +399,8 @@ report_table() {
 		thr = v("threads"); g = v("goroutines")
 		tag = ph
 		if (ph == "load") tag = t < warm ? "warm-up" : (t < warm + win ? "first" : (t > dur - win ? "last" : ""))
-		printf "| %02d:%02d | %s | %.1f | %d | %d | %d | %d | %d | %s | %s | %s | %d | %s | %d / %d | %s |\n", \
-			int(t / 60), t % 60, tag, rss, fds, pp, ex, thr, g, v("pb_cpu_pct"), v("soak_cpu_pct"), v("conns_per_s"), \
+		printf "| %02d:%02d | %s | %.1f | %.1f | %d | %d | %d | %d | %d | %s | %s | %s | %d | %s | %d / %d | %s |\n", \
+			int(t / 60), t % 60, tag, rss, v("rss_anon_kb") / 1024, fds, pp, ex, thr, g, v("pb_cpu_pct"), v("soak_cpu_pct"), v("conns_per_s"), \
 			v("active_conns"), v("short_p99_ms"), v("lg_errors_interval"), v("lg_errors"), v("idle_alive")
 		if (ph == "start") { s_fds = fds; s_np = fds - pp; s_g = g; s_rss = rss; s_thr = thr }
 		if (ph == "drain") { d_fds = fds; d_np = fds - pp; d_pp = pp; d_g = g; d_rss = rss; d_thr = thr; d_act = v("active_conns"); have_drain = 1 }
@@ -401,12 +417,15 @@ report_table() {
 			if (v("pb_cpu_pct") != "") { ncpu++; spb += v("pb_cpu_pct"); ssoak += v("soak_cpu_pct"); scps += v("conns_per_s") }
 			split(v("idle_alive"), ia, "/"); ialive += ia[1]; iopened += ia[2]
 		}
-		if (ph == "load" && t >= warm) { n++; X[n] = t / 3600; R[n] = rss; F[n] = fds; E[n] = ex; G[n] = g; P[n] = pp }
-		if (ph == "load" && t >= warm && t < warm + win) { nf++; fR[nf] = rss; fF[nf] = fds; fE[nf] = ex; fG[nf] = g; fT[nf] = thr; fP[nf] = pp }
-		if (ph == "load" && t > dur - win) { nl++; lR[nl] = rss; lF[nl] = fds; lE[nl] = ex; lG[nl] = g; lT[nl] = thr; lP[nl] = pp }
+		if (ph == "load" && t >= dur / 2) { n2++; X2[n2] = t / 3600; R2[n2] = rss; A2[n2] = v("rss_anon_kb") / 1024 }
+		if (ph == "load" && t >= warm) { n++; X[n] = t / 3600; R[n] = rss; A[n] = v("rss_anon_kb") / 1024; F[n] = fds; E[n] = ex; G[n] = g; P[n] = pp }
+		if (ph == "load" && t >= warm && t < warm + win) { nf++; fR[nf] = rss; fA[nf] = v("rss_anon_kb") / 1024; fF[nf] = fds; fE[nf] = ex; fG[nf] = g; fT[nf] = thr; fP[nf] = pp }
+		if (ph == "load" && t > dur - win) { nl++; lR[nl] = rss; lA[nl] = v("rss_anon_kb") / 1024; lF[nl] = fds; lE[nl] = ex; lG[nl] = g; lT[nl] = thr; lP[nl] = pp }
 	}
 	END {
 		mfR = median(fR, nf); mlR = median(lR, nl)
+		mfA = median(fA, nf); mlA = median(lA, nl)
+		sA = slope(X, A, n); sR2 = slope(X2, R2, n2); sA2 = slope(X2, A2, n2)
 		mfF = median(fF, nf); mlF = median(lF, nl)
 		mfE = median(fE, nf); mlE = median(lE, nl)
 		mfP = median(fP, nf); mlP = median(lP, nl)
@@ -417,7 +436,8 @@ report_table() {
 		printf "Windows: first = [%ds, %ds) after a %ds warm-up (%d samples), last = the final %ds (%d samples); slopes are least squares over the %d samples after warm-up.\n\n", warm, warm + win, warm, nf, win, nl, n
 		print "| figure | first window (median) | last window (median) | change | slope per hour |"
 		print "|---|---|---|---|---|"
-		printf "| RSS, MiB | %.1f | %.1f | %+.1f (%+.1f%%) | %+.2f MiB/h |\n", mfR, mlR, mlR - mfR, mfR ? 100 * (mlR - mfR) / mfR : 0, sR
+		printf "| RSS, MiB | %.1f | %.1f | %+.1f (%+.1f%%) | %+.2f MiB/h (second half of the run: %+.2f) |\n", mfR, mlR, mlR - mfR, mfR ? 100 * (mlR - mfR) / mfR : 0, sR, sR2
+		printf "| RssAnon, MiB | %.1f | %.1f | %+.1f | %+.2f MiB/h (second half: %+.2f) |\n", mfA, mlA, mlA - mfA, sA, sA2
 		printf "| open descriptors (swing with the idle pool) | %d | %d | %+d | %+.0f /h |\n", mfF, mlF, mlF - mfF, sF
 		printf "| descriptors neither pipes nor held by a live connection (fds − pipes − 2 × live) | %d | %d | %+d | %+.1f /h |\n", mfE, mlE, mlE - mfE, sE
 		printf "| pipe descriptors (splice pipes, pooled; pool bound %d) | %d | %d | %+d | %+.1f /h |\n", pipecap, mfP, mlP, mlP - mfP, sP
@@ -448,20 +468,22 @@ report_table() {
 	echo
 	echo "- command: \`$CMD\` (from the module root)"
 	echo "- started $START, ended $END; machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), $(go version | cut -d' ' -f3); load average before $LOAD0, after $LOAD1"
-	echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" --no-optional-locks status --porcelain 2>/dev/null | grep -q . && echo ' (working tree has changes)'); binary built $BUILT, sha256 $PB_SUM…"
+	echo "- built $BUILT from $COMMIT (tree state at build time, bench/soak/ not counted); protobalance sha256 $PB_SUM…"
 	echo "- load (bounded loadgen runs, one per kind at a time): short ${SHORT_N} conns x${SHORT_C} every 1 s; keep-alive ${KA_N} requests x${KA_C} every 5 s; bulk ${BULK_STREAMS} streams x${BULK_C} of ${BULK_BYTES} B each way every ${BULK_EVERY} s; idle pool ${IDLE_SLOTS} x ${IDLE_K} connections, each batch held ${IDLE_HOLD} s then checked, closed and reopened (staggered ${STAGGER} s)"
 	echo "- balancer: GOMAXPROCS=2, admin on $ADMIN; samples every ${SAMPLE_EVERY} s; goroutines from \`protobalance_goroutines\` (/metrics), RSS/threads from /proc/PID/status, descriptors from /proc/PID/fd, CPU from /proc/PID/stat"
 	echo
-	echo "Columns: pb CPU = the balancer's utime+stime over the interval, % of one core; soak CPU = balancer + nodes + loadgens + sampling; pipe fds = descriptors that are pipes (splice pipes: in use or pooled); fds extra = descriptors − pipe fds − 2 × live connections; p99 = worst short-connection p99 among the runs that ended in the interval; errors = loadgen errors in the interval / cumulative; idle = alive/opened of the idle batches that ended in the interval."
+	echo "Columns: anon = RssAnon (heap, stacks, buffers; RSS also counts pages of the binary); pb CPU = the balancer's utime+stime over the interval, % of one core; soak CPU = balancer + nodes + loadgens + sampling; pipe fds = descriptors that are pipes (splice pipes: in use or pooled); fds extra = descriptors − pipe fds − 2 × live connections; p99 = worst short-connection p99 among the runs that ended in the interval; errors = loadgen errors in the interval / cumulative; idle = alive/opened of the idle batches that ended in the interval."
 	echo
-	echo "| time | window | RSS MiB | fds | pipe fds | fds extra | threads | goroutines | pb CPU % | soak CPU % | conns/s | live conns | short p99 ms | errors | idle alive |"
-	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+	echo "| time | window | RSS MiB | anon MiB | fds | pipe fds | fds extra | threads | goroutines | pb CPU % | soak CPU % | conns/s | live conns | short p99 ms | errors | idle alive |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 	report_table
 } >"$OUT/report.md"
 cat "$OUT/report.md"
 
 if [[ $SOAK_SAVE == 1 ]]; then
-	dest=$ROOT/bench/soak/results-$(date -u +%F)$([[ $DATA_PATH != loop ]] && echo "-$DATA_PATH").md
+	suffix=""
+	[[ $DATA_PATH == loop ]] || suffix=-$DATA_PATH
+	dest=${SAVE_TO:-$ROOT/bench/soak/results-$(date -u +%F)$suffix.md}
 	[[ ! -e $dest ]] || dest=${dest%.md}-$(date -u +%H%M).md
 	{
 		cat "$OUT/report.md"

@@ -123,7 +123,7 @@ func (ls *loops) closeConns(match func(*loopSession) bool) {
 type nodeTracker struct {
 	st *loopState
 	n  *cluster.Node
-	// conns counts the loop's relays through n; the tracker is dropped at 0.
+	// conns counts the loop's relays through n.
 	conns int
 }
 
@@ -139,10 +139,17 @@ func (t *nodeTracker) Close() error {
 	return nil
 }
 
-// track counts a relay through n; false when n is red.
+// track counts a relay through n; false when n is red. A tracker stays
+// registered when its count drops to zero (short connections would
+// otherwise register and unregister one each, under the node's lock);
+// idle trackers are swept once there are more than keepTrackers, so
+// nodes removed by reloads are not held for ever.
 func (st *loopState) track(n *cluster.Node) bool {
 	t := st.trackers[n]
 	if t == nil {
+		if len(st.trackers) >= keepTrackers {
+			st.sweepTrackers()
+		}
 		t = &nodeTracker{st: st, n: n}
 		if !n.Track(t) {
 			return false
@@ -155,14 +162,20 @@ func (st *loopState) track(n *cluster.Node) bool {
 	return true
 }
 
+const keepTrackers = 256
+
 func (st *loopState) untrack(n *cluster.Node) {
-	t := st.trackers[n]
-	if t == nil {
-		return
+	if t := st.trackers[n]; t != nil {
+		t.conns--
 	}
-	if t.conns--; t.conns == 0 {
-		n.Untrack(t)
-		delete(st.trackers, n)
+}
+
+func (st *loopState) sweepTrackers() {
+	for n, t := range st.trackers {
+		if t.conns == 0 {
+			n.Untrack(t)
+			delete(st.trackers, n)
+		}
 	}
 }
 
