@@ -54,9 +54,9 @@ import (
 //   - A close (cc/nc) first waits until the closing side has read all its
 //     peer wrote, so the close sends a FIN, never a reset for unread data
 //     (that case is cu/nu, where the unread bytes are known to be queued).
-//   - Node a's half-close, while a fall-over is still possible, first
-//     waits until a has received all the client wrote: a FIN racing client
-//     bytes in flight is an early close or not by a hair on either path.
+//   - A node's half-close first waits until it has received all the
+//     client wrote: a FIN racing client bytes in flight is an early close
+//     or not by a hair on either path (for a, and for b after a fall-over).
 //   - A reset (cr/nr) first drains both directions: no byte is in flight
 //     when the RST leaves, so no data race with it exists to compare.
 //   - After every half-close, close and reset, the runner waits until the
@@ -640,10 +640,11 @@ func (r *run) do(s step) {
 	if !s.op.client() {
 		x, y = y, x
 	}
-	if s.op == opNH && x == r.nodes[0] && len(r.nodes) == 1 {
-		// Whether a's FIN is an early close must not hang on a race with
-		// client bytes in flight to a: wait for them first, as a close
-		// and a reset do.
+	if s.op == opNH {
+		// Whether a node's FIN is an early close (a's: fall over; b's
+		// after a fall-over: no node left) must not hang on a race with
+		// client bytes in flight to it: wait for them first, as a close
+		// and a reset do. (Fuzzing found the race on b.)
 		r.waitFor(x.name+" to receive all", bound, false, func() bool { return r.drainedLocked(x) })
 	}
 	r.mu.Lock()
