@@ -58,6 +58,7 @@ type dialState struct {
 	dialAddr netip.AddrPort
 	hdr      proxyproto.Header // from accept_proxy, when haveHdr
 	haveHdr  bool
+	relooked bool // looked at a newer cluster version after finding no node
 }
 
 // keepFree bounds each loop's free lists of sessions and dial states.
@@ -235,6 +236,17 @@ func (ss *loopSession) next() {
 		if n == nil {
 			n = d.a.Next(ss.client.Addr())
 		}
+		if n == nil && !d.relooked {
+			// A reconfiguration may have replaced the cluster version
+			// while this connection looked at the old one (a node added
+			// as the last usable one drained): look once more at the
+			// current version.
+			if cur := ss.l.Cluster(); cur != c {
+				d.relooked = true
+				c = ss.switchCluster(cur)
+				continue
+			}
+		}
 		if n == nil {
 			if errors.Is(d.lastErr, errSourceFamily) {
 				ss.l.Stats.NoSourcePort.Add(1)
@@ -265,6 +277,22 @@ func (ss *loopSession) next() {
 			return
 		}
 	}
+}
+
+// switchCluster moves a connection that found no node to the listener's
+// current cluster version.
+func (ss *loopSession) switchCluster(c *cluster.Cluster) *cluster.Cluster {
+	d := ss.d
+	loop := ss.st.loop
+	ss.c = c
+	ss.SetOptions(ss.st.options(c))
+	d.a.Done()
+	d.a = c.Begin(loop.Time(loop.Now()))
+	for _, f := range d.failed {
+		d.a.Exclude(f)
+	}
+	d.src, d.hasSrc = makeSourceDial(c, ss.client.Addr())
+	return c
 }
 
 // dial starts connecting to addr, from the next source address of the
