@@ -27,9 +27,11 @@ type Owner interface {
 	// Preface is offered the client's first bytes while the connection
 	// awaits a preface (see AwaitPreface): it returns how many bytes the
 	// preface took (0: not whole yet) or an error that resets the client.
-	// Bytes after the preface stay queued for the node. Having taken the
-	// preface, the owner dials from Preface itself.
+	// It must not dial or end the connection.
 	Preface(c *Conn, b []byte) (int, error)
+	// Greeted reports that a whole preface was taken; the bytes after it
+	// stay queued for the node. The owner dials from here.
+	Greeted(c *Conn)
 	// Ended reports the end of the relay. With res.EarlyClose the node
 	// socket is closed and the client's is open: the owner dials another
 	// node (the client bytes read meanwhile go to it first) or calls Abort.
@@ -262,18 +264,19 @@ func (c *Conn) readPreface() {
 		io.n += int32(r)
 		used, err := c.owner.Preface(c, io.buf[:io.n])
 		if err != nil {
-			if c.state == stPreface {
-				c.resetClient(err)
-			}
+			c.resetClient(err)
 			return
 		}
 		if used > 0 {
-			if c.state == stDone {
-				return // the owner ended it (no node)
-			}
+			// The preface is consumed; the bytes after it stay for the
+			// node. Only then is the owner told: it may end (and reuse)
+			// the connection from Greeted.
 			io.off = int32(used)
 			io.n -= int32(used)
 			c.releaseDir(d)
+			c.loop.Disarm(&c.timer)
+			c.state = stWaiting
+			c.owner.Greeted(c)
 			return
 		}
 	}
@@ -287,12 +290,6 @@ func (c *Conn) resetClient(err error) {
 	c.end(err)
 }
 
-// PrefaceTaken ends the preface state (the owner calls it from Preface
-// before dialling).
-func (c *Conn) PrefaceTaken() {
-	c.loop.Disarm(&c.timer)
-	c.state = stWaiting
-}
 
 // Pending is the client bytes read and not yet written to a node.
 func (c *Conn) Pending() int {

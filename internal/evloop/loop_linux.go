@@ -199,17 +199,18 @@ func (l *Loop) Disarm(t *Timer) { l.wheel.stop(t) }
 func (l *Loop) Later(r Runner) { l.later = append(l.later, r) }
 
 // Post runs f on the loop. It may be called from any goroutine; commands
-// run in order. Posting to a stopped loop runs nothing.
-func (l *Loop) Post(f func()) {
+// run in order. Posting to a stopped loop runs nothing and reports false.
+func (l *Loop) Post(f func()) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.stopped {
-		return // (and the eventfd may be closed: never write to it)
+		return false // (and the eventfd may be closed: never write to it)
 	}
 	l.cmds = append(l.cmds, f)
 	if !l.waiting.Swap(true) {
 		l.wake()
 	}
+	return true
 }
 
 func (l *Loop) wake() {

@@ -82,7 +82,9 @@ func (ls *loops) onAll(f func(st *loopState)) {
 	var wg sync.WaitGroup
 	for _, st := range ls.all {
 		wg.Add(1)
-		st.loop.Post(func() { f(st); wg.Done() })
+		if !st.loop.Post(func() { f(st); wg.Done() }) {
+			wg.Done() // stopped: nothing of its left to act on
+		}
 	}
 	wg.Wait()
 }
@@ -99,6 +101,7 @@ func (st *loopState) resumeAccepting() {
 	starved := st.starved
 	st.starved = nil
 	for _, a := range starved {
+		a.starved = false // starve puts it back on the list if need be
 		a.register()
 		if a.registered {
 			a.acceptSome()
@@ -190,10 +193,17 @@ type rawSock struct {
 // the loops. Accepted sockets inherit keepalive from the listening socket,
 // which saves two setsockopts per connection.
 func (l *Listener) detachSockets() error {
+	fail := func(err error) error {
+		for _, r := range l.raws {
+			unix.Close(r.fd)
+		}
+		l.raws = nil
+		return err
+	}
 	for _, ln := range l.socks {
 		rc, err := ln.SyscallConn()
 		if err != nil {
-			return err
+			return fail(err)
 		}
 		fd := -1
 		var derr error
@@ -201,7 +211,7 @@ func (l *Listener) detachSockets() error {
 			fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
 		})
 		if derr != nil {
-			return derr
+			return fail(derr)
 		}
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepIdle)
@@ -313,7 +323,6 @@ func (a *acceptor) Timeout(int64) {
 const acceptBatch = 32
 
 func (a *acceptor) acceptSome() {
-	a.starved = false
 	l := a.l
 	s := l.s
 	for i := 0; i < acceptBatch && !a.closed; i++ {
@@ -334,11 +343,10 @@ func (a *acceptor) acceptSome() {
 			l.cap.release()
 			s.global.release()
 			switch e {
-			case unix.EAGAIN, unix.ECONNABORTED, unix.EINTR:
-				if e == unix.EAGAIN {
-					return
-				}
-				continue
+			case unix.EAGAIN:
+				return
+			case unix.ECONNABORTED, unix.EINTR:
+				continue // that client is gone; the next may be there
 			}
 			d := a.bo.next()
 			s.log.Warn("accept failed; backing off", "listener", l.name, "err", e, "pause", d)

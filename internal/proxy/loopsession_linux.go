@@ -166,10 +166,11 @@ func (ss *loopSession) Preface(_ *evloop.Conn, b []byte) (int, error) {
 		return 0, errRefused
 	}
 	ss.guard = g
-	ss.PrefaceTaken()
-	ss.begin()
 	return n, nil
 }
+
+// Greeted: the header is taken; choose and dial a node.
+func (ss *loopSession) Greeted(*evloop.Conn) { ss.begin() }
 
 // nodeHeader is the PROXY header sent to nodes: the upstream's header's
 // addresses, else the client's and the one it connected to.
