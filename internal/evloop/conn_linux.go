@@ -290,7 +290,6 @@ func (c *Conn) resetClient(err error) {
 	c.end(err)
 }
 
-
 // Pending is the client bytes read and not yet written to a node.
 func (c *Conn) Pending() int {
 	if c.up.io == nil {
