@@ -145,7 +145,7 @@ func (a *acceptor) accepted(fd int, peer netip.AddrPort) {
 var errRefused = errors.New("refused by the abuse guard")
 
 // Preface parses the PROXY header of an accept_proxy listener's client,
-// admits the address it names and starts dialling.
+// admits the address it names; Greeted then dials.
 func (ss *loopSession) Preface(_ *evloop.Conn, b []byte) (int, error) {
 	h, n, err := proxyproto.Parse(b)
 	if err == proxyproto.ErrIncomplete {
