@@ -63,6 +63,11 @@ func (b *builder) cluster(i int, r *rawCluster) Cluster {
 	setIf(&c.SourceHash, r.SourceHash)
 	b.oneOf(s, "proxy_protocol", r.ProxyProtocol, &c.ProxyProtocol, proxyProtocols...)
 	setIf(&c.Transparent, r.Transparent)
+	if c.Transparent && len(c.SourceAddresses) > 0 {
+		// Transparent connections leave from the client's own address:
+		// a source list would be silently ignored.
+		b.errf(s, "transparent", "transparent = true leaves from each client's own address: remove source_addresses or transparent")
+	}
 
 	if len(r.Node) == 0 {
 		b.errf(s, "", "no [[cluster.node]]: a cluster needs at least one node")

@@ -128,7 +128,7 @@ func TestFull(t *testing.T) {
 		DispatchTimeout: 4 * time.Second, EarlyCloseWindow: 0, IdleTimeout: 0,
 		FinTimeout: 30 * time.Second, RetryInterval: 5 * time.Second, RateWindow: time.Minute,
 		SourceAddresses: []netip.Addr{ip("10.0.0.5"), ip("fd00::5")}, SourceHash: false,
-		ProxyProtocol: "v2", Transparent: true,
+		ProxyProtocol: "v2", Transparent: false,
 		Check: &Check{Type: "send-expect", Interval: 5 * time.Second, Timeout: 500 * time.Millisecond,
 			Rise: 3, Fall: 4, Port: 2121, Send: "NOOP\r\n", Expect: "2[0-9][0-9] ", Path: "/health",
 			Status: 204, Line: 59, ExpectRE: regexp.MustCompile(`^(?:2[0-9][0-9] )`)},
