@@ -32,7 +32,7 @@ type Listener struct {
 	// acceptors are their registrations with the loops.
 	raws      []rawSock
 	acceptors []*acceptor
-	rawClosed bool
+	rawClosed atomic.Bool // closeRaw may be reached from a reload and a shutdown
 	stopped   atomic.Bool
 	stop      chan struct{} // closed when the listener stops accepting
 

@@ -250,10 +250,9 @@ func (l *Listener) shutdownRaw() {
 
 // closeRaw takes the raw sockets out of every loop and closes them.
 func (l *Listener) closeRaw(ls *loops) {
-	if len(l.raws) == 0 || l.rawClosed {
+	if len(l.raws) == 0 || l.rawClosed.Swap(true) {
 		return
 	}
-	l.rawClosed = true
 	ls.onAll(func(st *loopState) {
 		for _, a := range l.acceptors {
 			if a.st == st {
