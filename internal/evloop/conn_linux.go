@@ -35,8 +35,7 @@ type Owner interface {
 	// Ended reports the end of the relay. With res.EarlyClose the node
 	// socket is closed and the client's is open: the owner dials another
 	// node (the client bytes read meanwhile go to it first) or calls Abort.
-	// Otherwise both sockets are out of the loop and closed as soon as
-	// Ended returns, and c must not be used again.
+	// Otherwise both sockets are closed, and c must not be used again.
 	Ended(c *Conn, res Result)
 }
 
@@ -696,24 +695,18 @@ func (c *Conn) end(err error) {
 	c.state = stDone
 	l := c.loop
 	l.Disarm(&c.timer)
-	fds := c.fd
-	c.fd = [2]int32{-1, -1}
-	for _, fd := range fds {
+	for s, fd := range c.fd {
 		if fd >= 0 {
-			l.table[fd] = entry{}
+			l.Close(int(fd))
+			c.fd[s] = -1
 		}
 	}
 	c.dropDir(&c.up)
 	c.dropDir(&c.down)
-	// The owner books the end before the sockets close, so a peer that
-	// sees the close finds the counters already updated. c may be reused
-	// once Ended returns: only the saved descriptors are touched after.
+	// The sockets are closed before the owner books the end: whoever sees
+	// the connection counted as over finds its resets already sent. c may
+	// be reused once Ended returns.
 	c.owner.Ended(c, Result{Up: c.up.bytes, Down: c.down.bytes, Err: err})
-	for _, fd := range fds {
-		if fd >= 0 {
-			rawClose(int(fd))
-		}
-	}
 }
 
 // dropDir gives back a direction's buffer and pipe, pending bytes or not.

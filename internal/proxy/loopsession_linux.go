@@ -152,6 +152,10 @@ func (ss *loopSession) Preface(_ *evloop.Conn, b []byte) (int, error) {
 		return 0, nil
 	}
 	if err != nil {
+		// Counted before the reset goes out (the timeouts and early
+		// ends the loop detects itself are counted in Ended).
+		ss.awaiting = false
+		ss.l.Stats.BadProxyHeader.Add(1)
 		return 0, err
 	}
 	if !h.Local {
