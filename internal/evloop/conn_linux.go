@@ -171,9 +171,6 @@ func (c *Conn) Done() bool { return c.state == stDone }
 // Owner is the connection's owner.
 func (c *Conn) Owner() Owner { return c.owner }
 
-// Loop is the connection's loop.
-func (c *Conn) Loop() *Loop { return c.loop }
-
 // ClientFD is the client socket (for getsockname and the like).
 func (c *Conn) ClientFD() int { return int(c.fd[client]) }
 
@@ -287,14 +284,6 @@ func (c *Conn) resetClient(err error) {
 		setLinger0(int(fd))
 	}
 	c.end(err)
-}
-
-// Pending is the client bytes read and not yet written to a node.
-func (c *Conn) Pending() int {
-	if c.up.io == nil {
-		return 0
-	}
-	return int(c.up.io.n)
 }
 
 // Event handles the epoll events of either socket.

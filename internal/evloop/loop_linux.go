@@ -126,9 +126,6 @@ func tableSize() int {
 	return int(r.Cur) + 1
 }
 
-// ID is the loop's index in its engine.
-func (l *Loop) ID() int { return l.id }
-
 // Now is the loop's clock, read once per turn: monotonic nanoseconds.
 func (l *Loop) Now() int64 { return l.now }
 

@@ -37,9 +37,6 @@ type Timer struct {
 // Armed reports whether the timer is queued.
 func (t *Timer) Armed() bool { return t.prev != nil }
 
-// When is the deadline the timer is armed for.
-func (t *Timer) When() int64 { return t.when }
-
 // wheel is a loop's timer queue. It is used by its loop only.
 type wheel struct {
 	slots [wheelSize]Timer // list heads (sentinels)

@@ -112,12 +112,15 @@ func (st *loopState) resumeAccepting() {
 // closeConns aborts the loops' connections that match (shutdown, a red
 // node, a removed listener).
 func (ls *loops) closeConns(match func(*loopSession) bool) {
-	ls.onAll(func(st *loopState) {
-		st.loop.Each(func(c *evloop.Conn) {
-			if ss, ok := c.Owner().(*loopSession); ok && match(ss) {
-				c.Abort(evloop.ErrAborted)
-			}
-		})
+	ls.onAll(func(st *loopState) { st.abortWhere(match) })
+}
+
+// abortWhere aborts the loop's connections that match, on the loop.
+func (st *loopState) abortWhere(match func(*loopSession) bool) {
+	st.loop.Each(func(c *evloop.Conn) {
+		if ss, ok := c.Owner().(*loopSession); ok && match(ss) {
+			c.Abort(evloop.ErrAborted)
+		}
 	})
 }
 
@@ -133,11 +136,7 @@ type nodeTracker struct {
 // Close is called by the node when it turns red, from any goroutine.
 func (t *nodeTracker) Close() error {
 	t.st.loop.Post(func() {
-		t.st.loop.Each(func(c *evloop.Conn) {
-			if ss, ok := c.Owner().(*loopSession); ok && ss.n == t.n && ss.relaying {
-				c.Abort(evloop.ErrAborted)
-			}
-		})
+		t.st.abortWhere(func(ss *loopSession) bool { return ss.n == t.n && ss.relaying })
 	})
 	return nil
 }

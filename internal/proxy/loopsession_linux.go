@@ -47,7 +47,7 @@ type loopSession struct {
 type dialState struct {
 	local    netip.AddrPort // the listening socket's address
 	a        *cluster.Attempt
-	dialAt   time.Time
+	dialAt   int64 // loop clock
 	deadline int64 // loop clock: dispatch_timeout
 	recorded string
 	failed   []*cluster.Node
@@ -106,15 +106,13 @@ func (a *acceptor) accepted(fd int, peer netip.AddrPort) {
 	loop := a.st.loop
 	set := l.settings.Load()
 	client := peer.Addr().Unmap()
-	// An accept_proxy listener sees only its upstream here: its clients
-	// are admitted on the address their PROXY header names (Preface).
-	if !set.cfg.AcceptProxy {
-		if v := set.guard.Admit(client, loop.Time(loop.Now())); !v.OK {
-			evloop.Reset(fd)
-			l.cap.release()
-			s.global.release()
-			return
-		}
+	// An accept_proxy listener's clients are admitted on the address
+	// their PROXY header names (Preface).
+	if v := admitAtAccept(set, client, loop.Time(loop.Now())); !v.OK {
+		evloop.Reset(fd)
+		l.cap.release()
+		s.global.release()
+		return
 	}
 	l.Stats.Active.Add(1)
 	s.wg.Add(1)
@@ -166,7 +164,8 @@ func (ss *loopSession) Preface(_ *evloop.Conn, b []byte) (int, error) {
 	}
 	ss.awaiting = false
 	g := ss.l.Guard()
-	if v := g.Admit(ss.client.Addr(), time.Now()); !v.OK {
+	loop := ss.st.loop
+	if v := g.Admit(ss.client.Addr(), loop.Time(loop.Now())); !v.OK {
 		return 0, errRefused
 	}
 	ss.guard = g
@@ -272,7 +271,7 @@ func (ss *loopSession) next() {
 		}
 		n.Stats.Active.Add(1) // a dial in progress counts as active
 		ss.n, ss.holding = n, true
-		d.dialAt = time.Now()
+		d.dialAt = ss.st.loop.Now()
 		addr, ok := n.AddrPort(d.local.Port())
 		if !ok {
 			ss.resolve(n, timeout)
@@ -387,12 +386,7 @@ func (ss *loopSession) dialError(n *cluster.Node, err error) bool {
 	return true
 }
 
-func (ss *loopSession) markDown(n *cluster.Node, err error) {
-	c := ss.c
-	n.MarkDown(time.Now(), c.Config.RetryInterval)
-	n.Stats.MarkedDown.Add(1)
-	ss.l.s.log.Info("node unavailable", "cluster", c.Name, "node", n.Name, "err", err, "retry_in", c.Config.RetryInterval)
-}
+func (ss *loopSession) markDown(n *cluster.Node, err error) { ss.l.s.markDown(ss.c, n, err) }
 
 // Prepare sets keepalive on a fresh node socket and binds it to its source
 // address, if the cluster has a pool or is transparent.
@@ -408,9 +402,10 @@ func (ss *loopSession) Prepare(fd int) error {
 // written before the first byte moves.
 func (ss *loopSession) Connected(conn *evloop.Conn) {
 	n, d, c := ss.n, ss.d, ss.c
-	now := time.Now()
+	loop := ss.st.loop
+	now := loop.Time(loop.Now())
 	n.MarkUp()
-	n.Stats.ConnectMS.Observe(now.Sub(d.dialAt))
+	n.Stats.ConnectMS.Observe(time.Duration(loop.Now() - d.dialAt))
 	if c.Affinity != nil && !c.PortLess {
 		c.Affinity.Record(ss.client.Addr(), n.Name, now)
 	}
@@ -421,14 +416,8 @@ func (ss *loopSession) Connected(conn *evloop.Conn) {
 	}
 	ss.relaying = true
 	if v := c.Config.ProxyProtocol; v != "" {
-		var room [128]byte // a v1 line is at most 107 bytes, a v2 header 52
-		b := room[:0]
-		if v == "v1" {
-			b = proxyproto.AppendV1(b, ss.nodeHeader())
-		} else {
-			b = proxyproto.AppendV2(b, ss.nodeHeader())
-		}
-		if err := conn.WriteNode(b); err != nil {
+		var room [proxyHeaderRoom]byte
+		if err := conn.WriteNode(appendProxyHeader(room[:0], v, ss.nodeHeader())); err != nil {
 			conn.Abort(err)
 			return
 		}

@@ -151,13 +151,10 @@ func (ss *session) proxyHeaderOut() proxyproto.Header {
 // client bytes not yet sent (pending), in one write.
 func (ss *session) sendFirst(c *cluster.Cluster, conn *net.TCPConn, pending []byte) error {
 	cfg := &c.Config
-	var room [128]byte // a v1 line is at most 107 bytes, a v2 header 52
-	b := room[:0]
-	switch cfg.ProxyProtocol {
-	case "v1":
-		b = proxyproto.AppendV1(b, ss.proxyHeaderOut())
-	case "v2":
-		b = proxyproto.AppendV2(b, ss.proxyHeaderOut())
+	var room [proxyHeaderRoom]byte
+	var b []byte
+	if cfg.ProxyProtocol != "" {
+		b = appendProxyHeader(room[:0], cfg.ProxyProtocol, ss.proxyHeaderOut())
 	}
 	switch {
 	case len(pending) == 0:
@@ -173,4 +170,17 @@ func (ss *session) sendFirst(c *cluster.Cluster, conn *net.TCPConn, pending []by
 	_, err := conn.Write(b)
 	conn.SetWriteDeadline(time.Time{})
 	return err
+}
+
+// proxyHeaderRoom holds any header we send: a v1 line is at most 107
+// bytes, a v2 header without TLVs 52.
+const proxyHeaderRoom = 128
+
+// appendProxyHeader appends the PROXY header of version ("v1" or "v2") for
+// h, on either data path.
+func appendProxyHeader(b []byte, version string, h proxyproto.Header) []byte {
+	if version == "v1" {
+		return proxyproto.AppendV1(b, h)
+	}
+	return proxyproto.AppendV2(b, h)
 }

@@ -201,9 +201,15 @@ func localExhaustion(err error) bool {
 }
 
 func (ss *session) markDown(c *cluster.Cluster, n *cluster.Node, err error) {
+	ss.l.s.markDown(c, n, err)
+}
+
+// markDown makes n unavailable until retry_interval after a failed dial
+// or an early close, on either data path.
+func (s *Server) markDown(c *cluster.Cluster, n *cluster.Node, err error) {
 	n.MarkDown(time.Now(), c.Config.RetryInterval)
 	n.Stats.MarkedDown.Add(1)
-	ss.l.s.log.Info("node unavailable", "cluster", c.Name, "node", n.Name, "err", err, "retry_in", c.Config.RetryInterval)
+	s.log.Info("node unavailable", "cluster", c.Name, "node", n.Name, "err", err, "retry_in", c.Config.RetryInterval)
 }
 
 // errEarlyClose is logged when a node closed a fresh connection unused.
