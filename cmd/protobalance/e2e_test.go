@@ -154,14 +154,17 @@ func (p *proc) waitLine(t *testing.T, substr string) string {
 }
 
 // waitStderr polls the process's log until it contains substr.
-func (p *proc) waitStderr(t *testing.T, substr string) {
+// waitStderr waits until the log contains one of substrs.
+func (p *proc) waitStderr(t *testing.T, substrs ...string) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if strings.Contains(p.stderr(), substr) {
-			return
+		for _, s := range substrs {
+			if strings.Contains(p.stderr(), s) {
+				return
+			}
 		}
 	}
-	t.Fatalf("log never contained %q", substr)
+	t.Fatalf("log never contained any of %q", substrs)
 }
 
 type syncWriter struct {

@@ -505,17 +505,19 @@ func (r *run) listen(ip string, ch chan *net.TCPConn, count *int) net.Listener {
 			if err != nil {
 				return
 			}
+			// Into the channel before the count: a runner that sees
+			// the count must find the connection (awaitFallOver).
+			select {
+			case ch <- c.(*net.TCPConn):
+			default:
+				c.Close()
+			}
 			r.mu.Lock()
 			if count != nil {
 				*count++
 			}
 			r.notifyLocked()
 			r.mu.Unlock()
-			select {
-			case ch <- c.(*net.TCPConn):
-			default:
-				c.Close()
-			}
 		}
 	}()
 	r.t.Cleanup(func() {

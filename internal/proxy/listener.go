@@ -215,6 +215,14 @@ func (l *Listener) acceptLoop(ln *net.TCPListener) {
 	defer l.s.wg.Done()
 	var bo backoff
 	for {
+		if d := l.s.fdPause.left(); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-l.stop:
+				return
+			}
+			continue
+		}
 		if !l.s.global.acquire(l.stopped.Load) {
 			return
 		}

@@ -327,6 +327,11 @@ func (a *acceptor) acceptSome() {
 		if l.stopped.Load() {
 			return
 		}
+		if d := s.fdPause.left(); d > 0 {
+			a.unregister()
+			a.st.loop.Arm(&a.retry, a, a.st.loop.Now()+int64(d))
+			return
+		}
 		if !s.global.tryAcquire() {
 			a.starve()
 			return

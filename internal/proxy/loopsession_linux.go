@@ -371,6 +371,7 @@ func (ss *loopSession) dialError(n *cluster.Node, err error) bool {
 		// Our own ports or descriptors ran out: not the node's fault,
 		// and another node would fail the same way.
 		ss.l.Stats.NoSourcePort.Add(1)
+		ss.l.s.dialExhausted(err)
 		ss.end()
 		return false
 	}

@@ -31,6 +31,8 @@ type Server struct {
 	listen func(network, addr string) (net.Listener, error) // Options.Listen
 	// global caps the process's concurrent connections (F13).
 	global *gate
+	// fdPause holds accepts back while descriptors are short.
+	fdPause fdPause
 
 	mu        sync.Mutex // serialises Start, Apply and Shutdown; guards the fields below
 	cfg       *config.Config
@@ -293,15 +295,16 @@ func (s *Server) Shutdown(ctx context.Context) {
 }
 
 // backoff is the pause after a failed accept (EMFILE, ENFILE, ENOBUFS):
-// doubling from 5ms to 1s so a starved process neither spins nor stalls.
-type backoff struct{ d time.Duration }
+// doubling from first (5ms when unset) to 1s so a starved process neither
+// spins nor stalls.
+type backoff struct{ d, first time.Duration }
 
 func (b *backoff) next() time.Duration {
 	switch {
 	case b.d == 0:
-		b.d = 5 * time.Millisecond
-	case b.d < time.Second:
-		b.d *= 2
+		b.d = cmp.Or(b.first, 5*time.Millisecond)
+	default:
+		b.d = min(2*b.d, time.Second)
 	}
 	return b.d
 }

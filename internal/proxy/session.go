@@ -143,6 +143,7 @@ func (ss *session) dial(c *cluster.Cluster) (*cluster.Node, *net.TCPConn, error)
 			// Our own ephemeral ports or descriptors ran out: the node is
 			// not at fault, and another node would fail the same way.
 			ss.l.Stats.NoSourcePort.Add(1)
+			ss.l.s.dialExhausted(err)
 			return nil, nil, err
 		}
 		if errors.Is(err, errSourceFamily) {
