@@ -32,6 +32,10 @@ type Owner interface {
 	// Greeted reports that a whole preface was taken; the bytes after it
 	// stay queued for the node. The owner dials from here.
 	Greeted(c *Conn)
+	// PrefaceFailed reports that no whole preface came (timeout, too long,
+	// closed, a read error), before the client is reset and Ended is
+	// called: whoever sees the reset finds the failure booked.
+	PrefaceFailed(c *Conn, err error)
 	// Ended reports the end of the relay. With res.EarlyClose the node
 	// socket is closed and the client's is open: the owner dials another
 	// node (the client bytes read meanwhile go to it first) or calls Abort.
@@ -242,7 +246,7 @@ func (c *Conn) readPreface() {
 			io.off, io.n = 0, 0
 		}
 		if int(io.n) == len(io.buf) {
-			c.resetClient(ErrPrefaceLong)
+			c.prefaceFailed(ErrPrefaceLong)
 			return
 		}
 		r, e := rawRead(int(c.fd[client]), io.buf[io.n:])
@@ -251,10 +255,10 @@ func (c *Conn) readPreface() {
 			c.flags[client] &^= fRead
 			return
 		case e != 0:
-			c.resetClient(e)
+			c.prefaceFailed(e)
 			return
 		case r == 0:
-			c.resetClient(ErrPrefaceEOF)
+			c.prefaceFailed(ErrPrefaceEOF)
 			return
 		}
 		io.n += int32(r)
@@ -276,6 +280,11 @@ func (c *Conn) readPreface() {
 			return
 		}
 	}
+}
+
+func (c *Conn) prefaceFailed(err error) {
+	c.owner.PrefaceFailed(c, err)
+	c.resetClient(err)
 }
 
 // resetClient ends the connection with a reset to the client.
@@ -364,7 +373,7 @@ func (c *Conn) dialFailed(err error) {
 func (c *Conn) Timeout(now int64) {
 	switch c.state {
 	case stPreface:
-		c.resetClient(ErrPrefaceTimeout)
+		c.prefaceFailed(ErrPrefaceTimeout)
 	case stDialing:
 		c.dialFailed(ErrConnectTimeout)
 	case stRelaying:

@@ -150,8 +150,7 @@ func (ss *loopSession) Preface(_ *evloop.Conn, b []byte) (int, error) {
 		return 0, nil
 	}
 	if err != nil {
-		// Counted before the reset goes out (the timeouts and early
-		// ends the loop detects itself are counted in Ended).
+		// Counted before the reset goes out, as in PrefaceFailed.
 		ss.awaiting = false
 		ss.l.Stats.BadProxyHeader.Add(1)
 		return 0, err
@@ -174,6 +173,12 @@ func (ss *loopSession) Preface(_ *evloop.Conn, b []byte) (int, error) {
 
 // Greeted: the header is taken; choose and dial a node.
 func (ss *loopSession) Greeted(*evloop.Conn) { ss.begin() }
+
+// PrefaceFailed: no valid header in time.
+func (ss *loopSession) PrefaceFailed(*evloop.Conn, error) {
+	ss.awaiting = false
+	ss.l.Stats.BadProxyHeader.Add(1)
+}
 
 // nodeHeader is the PROXY header sent to nodes: the upstream's header's
 // addresses, else the client's and the one it connected to.
@@ -459,12 +464,9 @@ var errEarlyCloseLoop = errors.New("closed by the node before any byte moved")
 // on to the next node with the bytes it already sent.
 func (ss *loopSession) Ended(_ *evloop.Conn, res evloop.Result) {
 	if ss.awaiting {
-		// No valid header in time (a shutdown meanwhile is not the
-		// upstream's fault).
+		// Aborted while awaiting the header (a shutdown): not the
+		// upstream's fault, not counted.
 		ss.awaiting = false
-		if res.Err != evloop.ErrAborted {
-			ss.l.Stats.BadProxyHeader.Add(1)
-		}
 		ss.finish(res)
 		return
 	}

@@ -423,9 +423,11 @@ frontend fe2
 	default_backend be2
 backend be1
 	mode tcp
+	retries 0
 	server pb %s send-proxy
 backend be2
 	mode tcp
+	retries 0
 	server pb %s send-proxy-v2
 `, h.addr(1), h.addr(2), addr, addr)
 	})
@@ -444,6 +446,9 @@ backend be2
 	}
 	// The guard judges the address in the header, not HAProxy's: a denied
 	// client behind HAProxy is refused, and the node never sees it.
+	// (retries 0: HAProxy would otherwise take our reset, which may come
+	// before it saw the connection as established, for a failed connect
+	// and try again, counting a second deny.)
 	accepted := node.accepted()
 	c := dialFrom(t, "127.0.12.66", h.addr(1))
 	io.WriteString(c, "hello\n")
