@@ -211,28 +211,33 @@ status_field() { awk -v k="$2:" '$1 == k {print $2; exit}' "/proc/$1/status" 2>/
 fd_count() { { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null || true; } | wc -l; }
 pipe_count() { { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -lname "pipe:*" 2>/dev/null || true; } | wc -l; } # pooled splice pipes, mostly
 
-# metrics: prints "goroutines accepted active balancer_errors" (-1 when /metrics does not answer)
+# metrics: prints "goroutines accepted active balancer_errors go_heap_kb go_free_kb
+# go_stacks_kb go_runtime_kb" (-1 when /metrics does not answer)
 metrics() {
 	local m
 	if ! m=$(curl -s --max-time 5 "http://$ADMIN/metrics"); then
-		echo "-1 -1 -1 -1"
+		echo "-1 -1 -1 -1 -1 -1 -1 -1"
 		return
 	fi
 	awk '
+		/^protobalance_go_memory_bytes\{class="heap_objects"\}/ {gh = $2}
+		/^protobalance_go_memory_bytes\{class="heap_free"\}/ {gf = $2}
+		/^protobalance_go_memory_bytes\{class="stacks"\}/ {gs = $2}
+		/^protobalance_go_memory_bytes\{class="runtime"\}/ {gr = $2}
 		/^protobalance_goroutines / {g = $2}
 		/^protobalance_listener_accepted_total\{listener="soak"\}/ {acc = $2}
 		/^protobalance_listener_active_connections\{listener="soak"\}/ {act = $2}
 		/^protobalance_node_connect_failures_total\{/ || /^protobalance_listener_no_node_total\{/ ||
 		/^protobalance_listener_refused_total\{/ || /^protobalance_listener_no_source_port_total\{/ {e += $2}
-		END {printf "%d %d %d %d\n", g + 0, acc + 0, act + 0, e + 0}' <<<"$m"
+		END {printf "%d %d %d %d %d %d %d %d\n", g + 0, acc + 0, act + 0, e + 0, gh / 1024, gf / 1024, gs / 1024, gr / 1024}' <<<"$m"
 }
 
-echo "t_s,phase,rss_kb,rss_anon_kb,rss_file_kb,fds,fds_extra,pipe_fds,threads,goroutines,pb_cpu_ticks,pb_cpu_pct,soak_cpu_pct,accepted,conns_per_s,active_conns,pb_errors,lg_runs,lg_errors,lg_errors_interval,lg_timed_out,short_p99_ms,short_max_ms,ka_p99_ms,idle_alive,loadavg1" >"$CSV"
+echo "t_s,phase,rss_kb,rss_anon_kb,rss_file_kb,fds,fds_extra,pipe_fds,threads,goroutines,pb_cpu_ticks,pb_cpu_pct,soak_cpu_pct,accepted,conns_per_s,active_conns,pb_errors,lg_runs,lg_errors,lg_errors_interval,lg_timed_out,short_p99_ms,short_max_ms,ka_p99_ms,idle_alive,loadavg1,go_heap_kb,go_free_kb,go_stacks_kb,go_runtime_kb" >"$CSV"
 PREV_T="" PREV_CPU=0 PREV_ACC=0 PREV_ALL=0 PREV_ERR=0
 
 # sample PHASE: append one row to the CSV (and a line to the log)
 sample() {
-	local phase=$1 now t rss anon file fds pipes thr g acc act pberr cpu all dt cpupct allpct cps lg extra
+	local phase=$1 now t rss anon file fds pipes thr g acc act pberr cpu all dt cpupct allpct cps lg extra gh gf gs gr
 	now=$EPOCHREALTIME
 	t=$(awk -v a="$now" -v b="$T0" 'BEGIN {printf "%.0f", a - b}')
 	rss=$(status_field "$PB_PID" VmRSS)
@@ -242,10 +247,10 @@ sample() {
 	# Read the gauge before and after the descriptors, and retry when it moved.
 	local act0 try
 	for ((try = 0; try < 5; try++)); do
-		read -r g acc act0 pberr < <(metrics)
+		read -r g acc act0 pberr gh gf gs gr < <(metrics)
 		fds=$(fd_count "$PB_PID")
 		pipes=$(pipe_count "$PB_PID")
-		read -r g acc act pberr < <(metrics)
+		read -r g acc act pberr gh gf gs gr < <(metrics)
 		((act - act0 <= 10 && act0 - act <= 10)) && break
 		sleep 0.2
 	done
@@ -277,7 +282,7 @@ sample() {
 		] | map(tostring) | join(",")' "$LOADS") || lg="-1,-1,-1,,,,"
 	local runs errs tout rest
 	IFS=, read -r runs errs tout rest <<<"$lg"
-	echo "$t,$phase,$rss,$anon,$file,$fds,$extra,$pipes,$thr,$g,$cpu,$cpupct,$allpct,$acc,$cps,$act,$pberr,$runs,$errs,$((errs - PREV_ERR)),$tout,$rest,$(cut -d' ' -f1 /proc/loadavg)" >>"$CSV"
+	echo "$t,$phase,$rss,$anon,$file,$fds,$extra,$pipes,$thr,$g,$cpu,$cpupct,$allpct,$acc,$cps,$act,$pberr,$runs,$errs,$((errs - PREV_ERR)),$tout,$rest,$(cut -d' ' -f1 /proc/loadavg),$gh,$gf,$gs,$gr" >>"$CSV"
 	log "sample t=${t}s $phase: rss ${rss} kB (anon $anon), fds $fds (pipes $pipes, extra $extra), threads $thr, goroutines $g, cpu ${cpupct}% (soak ${allpct}%), ${cps} conn/s, active $act, errors $errs (+$((errs - PREV_ERR))), pb errors $pberr"
 	PREV_T=$now PREV_CPU=$cpu PREV_ACC=$acc PREV_ALL=$all PREV_ERR=$errs PREV_REL=$t
 }
@@ -419,6 +424,9 @@ report_table() {
 		}
 		if (ph == "load" && t >= dur / 2) { n2++; X2[n2] = t / 3600; R2[n2] = rss; A2[n2] = v("rss_anon_kb") / 1024 }
 		if (ph == "load" && t >= warm) { n++; X[n] = t / 3600; R[n] = rss; A[n] = v("rss_anon_kb") / 1024; F[n] = fds; E[n] = ex; G[n] = g; P[n] = pp }
+		if (ph == "load" && t >= warm && t < warm + win) { fH[nf + 1] = v("go_heap_kb") / 1024; fZ[nf + 1] = v("go_free_kb") / 1024; fS[nf + 1] = (v("go_stacks_kb") + v("go_runtime_kb")) / 1024 }
+		if (ph == "load" && t > dur - win) { lH[nl + 1] = v("go_heap_kb") / 1024; lZ[nl + 1] = v("go_free_kb") / 1024; lS[nl + 1] = (v("go_stacks_kb") + v("go_runtime_kb")) / 1024 }
+		if (ph == "load" && t >= warm) { H[n] = v("go_heap_kb") / 1024; Z[n] = v("go_free_kb") / 1024 } # n counted just above
 		if (ph == "load" && t >= warm && t < warm + win) { nf++; fR[nf] = rss; fA[nf] = v("rss_anon_kb") / 1024; fF[nf] = fds; fE[nf] = ex; fG[nf] = g; fT[nf] = thr; fP[nf] = pp }
 		if (ph == "load" && t > dur - win) { nl++; lR[nl] = rss; lA[nl] = v("rss_anon_kb") / 1024; lF[nl] = fds; lE[nl] = ex; lG[nl] = g; lT[nl] = thr; lP[nl] = pp }
 	}
@@ -438,6 +446,10 @@ report_table() {
 		print "|---|---|---|---|---|"
 		printf "| RSS, MiB | %.1f | %.1f | %+.1f (%+.1f%%) | %+.2f MiB/h (second half of the run: %+.2f) |\n", mfR, mlR, mlR - mfR, mfR ? 100 * (mlR - mfR) / mfR : 0, sR, sR2
 		printf "| RssAnon, MiB | %.1f | %.1f | %+.1f | %+.2f MiB/h (second half: %+.2f) |\n", mfA, mlA, mlA - mfA, sA, sA2
+		mfH = median(fH, nf); mlH = median(lH, nl); mfZ = median(fZ, nf); mlZ = median(lZ, nl); mfS = median(fS, nf); mlS = median(lS, nl)
+		printf "| Go heap objects (live and not yet swept), MiB | %.1f | %.1f | %+.1f | %+.2f MiB/h |\n", mfH, mlH, mlH - mfH, slope(X, H, n)
+		printf "| Go heap held but free (fragmentation, not yet scavenged), MiB | %.1f | %.1f | %+.1f | %+.2f MiB/h |\n", mfZ, mlZ, mlZ - mfZ, slope(X, Z, n)
+		printf "| Go stacks and runtime metadata, MiB | %.1f | %.1f | %+.1f | |\n", mfS, mlS, mlS - mfS
 		printf "| open descriptors (swing with the idle pool) | %d | %d | %+d | %+.0f /h |\n", mfF, mlF, mlF - mfF, sF
 		printf "| descriptors neither pipes nor held by a live connection (fds − pipes − 2 × live) | %d | %d | %+d | %+.1f /h |\n", mfE, mlE, mlE - mfE, sE
 		printf "| pipe descriptors (splice pipes, pooled; pool bound %d) | %d | %d | %+d | %+.1f /h |\n", pipecap, mfP, mlP, mlP - mfP, sP

@@ -36,6 +36,7 @@ const (
 
 	mGoroutines = "protobalance_goroutines"
 	mRSS        = "protobalance_resident_memory_bytes"
+	mGoMemory   = "protobalance_go_memory_bytes"
 	mOpenFDs    = "protobalance_open_fds"
 	mStartTime  = "protobalance_start_time_seconds"
 )
@@ -63,6 +64,7 @@ var metricHelp = []struct{ name, typ, help string }{
 	{mListenerGuard, "counter", "Connections refused at accept by the abuse guard, by reason (deny, rate, ban, concurrency)."},
 	{mGoroutines, "gauge", "Number of goroutines."},
 	{mRSS, "gauge", "Resident memory of the process, in bytes (from /proc/self/statm)."},
+	{mGoMemory, "gauge", "Memory the Go runtime holds from the OS, by class (heap_objects, heap_free, stacks, runtime), in bytes."},
 	{mOpenFDs, "gauge", "Open file descriptors of the process."},
 	{mStartTime, "gauge", "Start time of the process, in seconds since the Unix epoch."},
 }
@@ -143,6 +145,9 @@ func (s *Server) metrics() []byte {
 	st := s.status()
 	out.add(mGoroutines, nil, float64(st.Goroutines))
 	out.add(mRSS, nil, float64(st.RSSBytes))
+	for i, v := range goMemory() {
+		out.add(mGoMemory, []string{"class", goMemoryClasses[i].class}, float64(v))
+	}
 	out.add(mOpenFDs, nil, float64(st.OpenFDs))
 	out.add(mStartTime, nil, float64(st.Started.UnixMilli())/1000)
 

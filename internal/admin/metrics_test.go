@@ -197,6 +197,12 @@ func TestMetricsAfterConnections(t *testing.T) {
 	if rss := e.get(t, "protobalance_resident_memory_bytes"); rss < 1<<20 {
 		t.Errorf("rss %v", rss)
 	}
+	if h := e.get(t, `protobalance_go_memory_bytes{class="heap_objects"}`); h < 64<<10 {
+		t.Errorf("go heap objects %v", h)
+	}
+	if s := e.get(t, `protobalance_go_memory_bytes{class="stacks"}`); s < 8<<10 {
+		t.Errorf("go stacks %v", s)
+	}
 	if fds := e.get(t, "protobalance_open_fds"); fds < 5 {
 		t.Errorf("open fds %v", fds)
 	}
