@@ -203,11 +203,13 @@ func (d *sourceDial) moveOn(err error) bool {
 
 // checkSources refuses, at New and at every reload, a configuration whose
 // source settings this process cannot honour: transparent = true without
-// the capability to set IP_TRANSPARENT, or (outside Linux) any source
+// the capability to set IP_TRANSPARENT or without the routing that brings
+// the nodes' replies back to this host, or (outside Linux) any source
 // setting at all.
 func checkSources(cfg *config.Config) error {
 	var probed bool
 	var probeErr error
+	routed := map[bool]bool{} // by v6: the routing set-up was found
 	for i := range cfg.Clusters {
 		c := &cfg.Clusters[i]
 		if !sourcesSupported && (c.Transparent || len(c.SourceAddresses) > 0) {
@@ -222,8 +224,56 @@ func checkSources(cfg *config.Config) error {
 		if err := transparentError(c.Name, probeErr); err != nil {
 			return err
 		}
+		for _, v6 := range nodeFamilies(c) {
+			if routed[v6] {
+				continue
+			}
+			ok, err := localDivert(v6)
+			if err != nil {
+				return fmt.Errorf("cluster %q: transparent = true: cannot read the routing policy: %v", c.Name, err)
+			}
+			if !ok {
+				return transparentRouteError(c.Name, v6)
+			}
+			routed[v6] = true
+		}
 	}
 	return nil
+}
+
+// nodeFamilies are the address families cluster c's nodes may use: IPv6
+// for IPv6 literals, IPv4 for the rest (IPv4 literals and host names).
+func nodeFamilies(c *config.Cluster) []bool {
+	var v4, v6 bool
+	for _, n := range c.Nodes {
+		if a, err := netip.ParseAddr(n.Host); err == nil && a.Is6() && !a.Is4In6() {
+			v6 = true
+		} else {
+			v4 = true
+		}
+	}
+	var out []bool
+	if v4 {
+		out = append(out, false)
+	}
+	if v6 {
+		out = append(out, true)
+	}
+	return out
+}
+
+// transparentRouteError refuses transparent = true where no policy rule
+// delivers replies addressed to clients' IPs to this host: the connects
+// would leave with the client's address and their answers be forwarded
+// past the balancer (or dropped), every node would look down.
+func transparentRouteError(name string, v6 bool) error {
+	fam, ipf, all := "IPv4", "ip", "0.0.0.0/0"
+	if v6 {
+		fam, ipf, all = "IPv6", "ip -6", "::/0"
+	}
+	return fmt.Errorf("cluster %q: transparent = true, but no routing policy delivers the nodes' replies to client addresses (%s) to this host: "+
+		"no ip rule leads to a table with a local default route; e.g. \"%s rule add iif <interface towards the nodes> lookup 100\" and "+
+		"\"%s route add local %s dev lo table 100\" (see docs/transparent.md)", name, fam, ipf, ipf, all)
 }
 
 // transparentError turns the result of probeTransparent into the error

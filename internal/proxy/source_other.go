@@ -15,3 +15,5 @@ const sourcesSupported = false
 func prepareDialSocket(int, netip.Addr, bool) error { return errors.ErrUnsupported }
 
 func probeTransparent() error { return errors.ErrUnsupported }
+
+func localDivert(bool) (bool, error) { return false, errors.ErrUnsupported }
