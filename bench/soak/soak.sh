@@ -423,12 +423,10 @@ report_table() {
 			split(v("idle_alive"), ia, "/"); ialive += ia[1]; iopened += ia[2]
 		}
 		if (ph == "load" && t >= dur / 2) { n2++; X2[n2] = t / 3600; R2[n2] = rss; A2[n2] = v("rss_anon_kb") / 1024 }
-		if (ph == "load" && t >= warm) { n++; X[n] = t / 3600; R[n] = rss; A[n] = v("rss_anon_kb") / 1024; F[n] = fds; E[n] = ex; G[n] = g; P[n] = pp }
-		if (ph == "load" && t >= warm && t < warm + win) { fH[nf + 1] = v("go_heap_kb") / 1024; fZ[nf + 1] = v("go_free_kb") / 1024; fS[nf + 1] = (v("go_stacks_kb") + v("go_runtime_kb")) / 1024 }
-		if (ph == "load" && t > dur - win) { lH[nl + 1] = v("go_heap_kb") / 1024; lZ[nl + 1] = v("go_free_kb") / 1024; lS[nl + 1] = (v("go_stacks_kb") + v("go_runtime_kb")) / 1024 }
-		if (ph == "load" && t >= warm) { H[n] = v("go_heap_kb") / 1024; Z[n] = v("go_free_kb") / 1024 } # n counted just above
-		if (ph == "load" && t >= warm && t < warm + win) { nf++; fR[nf] = rss; fA[nf] = v("rss_anon_kb") / 1024; fF[nf] = fds; fE[nf] = ex; fG[nf] = g; fT[nf] = thr; fP[nf] = pp }
-		if (ph == "load" && t > dur - win) { nl++; lR[nl] = rss; lA[nl] = v("rss_anon_kb") / 1024; lF[nl] = fds; lE[nl] = ex; lG[nl] = g; lT[nl] = thr; lP[nl] = pp }
+		gh = v("go_heap_kb") / 1024; gz = v("go_free_kb") / 1024; gs = (v("go_stacks_kb") + v("go_runtime_kb")) / 1024
+		if (ph == "load" && t >= warm) { n++; X[n] = t / 3600; R[n] = rss; A[n] = v("rss_anon_kb") / 1024; F[n] = fds; E[n] = ex; G[n] = g; P[n] = pp; H[n] = gh; Z[n] = gz }
+		if (ph == "load" && t >= warm && t < warm + win) { nf++; fR[nf] = rss; fA[nf] = v("rss_anon_kb") / 1024; fF[nf] = fds; fE[nf] = ex; fG[nf] = g; fT[nf] = thr; fP[nf] = pp; fH[nf] = gh; fZ[nf] = gz; fS[nf] = gs }
+		if (ph == "load" && t > dur - win) { nl++; lR[nl] = rss; lA[nl] = v("rss_anon_kb") / 1024; lF[nl] = fds; lE[nl] = ex; lG[nl] = g; lT[nl] = thr; lP[nl] = pp; lH[nl] = gh; lZ[nl] = gz; lS[nl] = gs }
 	}
 	END {
 		mfR = median(fR, nf); mlR = median(lR, nl)

@@ -32,9 +32,10 @@ type Owner interface {
 	// Greeted reports that a whole preface was taken; the bytes after it
 	// stay queued for the node. The owner dials from here.
 	Greeted(c *Conn)
-	// PrefaceFailed reports that no whole preface came (timeout, too long,
-	// closed, a read error), before the client is reset and Ended is
-	// called: whoever sees the reset finds the failure booked.
+	// PrefaceFailed reports that the preface failed (Preface's own error,
+	// none in time, too long, closed, a read error), before the client is
+	// reset and Ended is called: whoever sees the reset finds the failure
+	// booked.
 	PrefaceFailed(c *Conn, err error)
 	// Ended reports the end of the relay. With res.EarlyClose the node
 	// socket is closed and the client's is open: the owner dials another
@@ -264,7 +265,7 @@ func (c *Conn) readPreface() {
 		io.n += int32(r)
 		used, err := c.owner.Preface(c, io.buf[:io.n])
 		if err != nil {
-			c.resetClient(err)
+			c.prefaceFailed(err)
 			return
 		}
 		if used > 0 {

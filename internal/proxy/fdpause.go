@@ -63,13 +63,15 @@ func outOfDescriptors(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
-// dialExhausted books a dial that failed for want of a local resource:
-// when descriptors ran out, accepts pause (see fdPause).
-func (s *Server) dialExhausted(err error) {
+// noSourcePort books a connection ended for want of a local resource (an
+// ephemeral port, a source address of the node's family, a descriptor),
+// on either data path; running out of descriptors also pauses accepts.
+func (l *Listener) noSourcePort(err error) {
+	l.Stats.NoSourcePort.Add(1)
 	if !outOfDescriptors(err) {
 		return
 	}
-	if d, began := s.fdPause.start(time.Now()); began {
-		s.log.Warn("out of descriptors; accepting paused", "err", err, "pause", d)
+	if d, began := l.s.fdPause.start(time.Now()); began {
+		l.s.log.Warn("out of descriptors; accepting paused", "err", err, "pause", d)
 	}
 }

@@ -150,9 +150,6 @@ func (ss *loopSession) Preface(_ *evloop.Conn, b []byte) (int, error) {
 		return 0, nil
 	}
 	if err != nil {
-		// Counted before the reset goes out, as in PrefaceFailed.
-		ss.awaiting = false
-		ss.l.Stats.BadProxyHeader.Add(1)
 		return 0, err
 	}
 	if !h.Local {
@@ -174,10 +171,13 @@ func (ss *loopSession) Preface(_ *evloop.Conn, b []byte) (int, error) {
 // Greeted: the header is taken; choose and dial a node.
 func (ss *loopSession) Greeted(*evloop.Conn) { ss.begin() }
 
-// PrefaceFailed: no valid header in time.
-func (ss *loopSession) PrefaceFailed(*evloop.Conn, error) {
+// PrefaceFailed: no valid header in time, or the guard refused the
+// address it named (counted by the guard).
+func (ss *loopSession) PrefaceFailed(_ *evloop.Conn, err error) {
 	ss.awaiting = false
-	ss.l.Stats.BadProxyHeader.Add(1)
+	if err != errRefused {
+		ss.l.Stats.BadProxyHeader.Add(1)
+	}
 }
 
 // nodeHeader is the PROXY header sent to nodes: the upstream's header's
@@ -258,7 +258,7 @@ func (ss *loopSession) next() {
 		}
 		if n == nil {
 			if errors.Is(d.lastErr, errSourceFamily) {
-				ss.l.Stats.NoSourcePort.Add(1)
+				ss.l.noSourcePort(d.lastErr)
 				ss.end()
 				return
 			}
@@ -375,8 +375,7 @@ func (ss *loopSession) dialError(n *cluster.Node, err error) bool {
 	if localExhaustion(err) {
 		// Our own ports or descriptors ran out: not the node's fault,
 		// and another node would fail the same way.
-		ss.l.Stats.NoSourcePort.Add(1)
-		ss.l.s.dialExhausted(err)
+		ss.l.noSourcePort(err)
 		ss.end()
 		return false
 	}

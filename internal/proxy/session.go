@@ -109,7 +109,7 @@ func (ss *session) dial(c *cluster.Cluster) (*cluster.Node, *net.TCPConn, error)
 		}
 		if n == nil {
 			if errors.Is(lastErr, errSourceFamily) {
-				ss.l.Stats.NoSourcePort.Add(1)
+				ss.l.noSourcePort(lastErr)
 			}
 			return nil, nil, lastErr
 		}
@@ -142,8 +142,7 @@ func (ss *session) dial(c *cluster.Cluster) (*cluster.Node, *net.TCPConn, error)
 		if localExhaustion(err) {
 			// Our own ephemeral ports or descriptors ran out: the node is
 			// not at fault, and another node would fail the same way.
-			ss.l.Stats.NoSourcePort.Add(1)
-			ss.l.s.dialExhausted(err)
+			ss.l.noSourcePort(err)
 			return nil, nil, err
 		}
 		if errors.Is(err, errSourceFamily) {
@@ -197,8 +196,7 @@ func dialNode(n *cluster.Node, localPort uint16, timeout time.Duration, src *sou
 // than because of the node: the node is not marked down, and the
 // connection ends as no_source_port.
 func localExhaustion(err error) bool {
-	return errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EADDRINUSE) ||
-		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+	return errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EADDRINUSE) || outOfDescriptors(err)
 }
 
 func (ss *session) markDown(c *cluster.Cluster, n *cluster.Node, err error) {

@@ -28,13 +28,9 @@ func localDivert(v6 bool) (bool, error) {
 	if err != nil || len(tables) == 0 {
 		return false, err
 	}
-	b, err := syscall.NetlinkRIB(unix.RTM_GETRULE, family)
+	msgs, err := netlinkDump(unix.RTM_GETRULE, family)
 	if err != nil {
-		return false, os.NewSyscallError("netlink RTM_GETRULE", err)
-	}
-	msgs, err := syscall.ParseNetlinkMessage(b)
-	if err != nil {
-		return false, fmt.Errorf("netlink rules: %w", err)
+		return false, err
 	}
 	for _, m := range msgs {
 		// struct fib_rule_hdr: family, dst_len, src_len, tos, table,
@@ -56,13 +52,9 @@ func localDivert(v6 bool) (bool, error) {
 // localDefaultTables are the routing tables of family holding a local
 // route for every address (type local, prefix length 0).
 func localDefaultTables(family int) (map[uint32]bool, error) {
-	b, err := syscall.NetlinkRIB(unix.RTM_GETROUTE, family)
+	msgs, err := netlinkDump(unix.RTM_GETROUTE, family)
 	if err != nil {
-		return nil, os.NewSyscallError("netlink RTM_GETROUTE", err)
-	}
-	msgs, err := syscall.ParseNetlinkMessage(b)
-	if err != nil {
-		return nil, fmt.Errorf("netlink routes: %w", err)
+		return nil, err
 	}
 	tables := map[uint32]bool{}
 	for _, m := range msgs {
@@ -81,6 +73,20 @@ func localDefaultTables(family int) (map[uint32]bool, error) {
 		tables[table] = true
 	}
 	return tables, nil
+}
+
+// netlinkDump returns the messages of a routing netlink dump (req: an
+// RTM_GET* request) for family.
+func netlinkDump(req, family int) ([]syscall.NetlinkMessage, error) {
+	b, err := syscall.NetlinkRIB(req, family)
+	if err != nil {
+		return nil, os.NewSyscallError("netlink dump", err)
+	}
+	msgs, err := syscall.ParseNetlinkMessage(b)
+	if err != nil {
+		return nil, fmt.Errorf("netlink dump: %w", err)
+	}
+	return msgs, nil
 }
 
 // attrU32 finds a 32-bit attribute of type typ in netlink attributes b.
